@@ -1,0 +1,140 @@
+//! `iwa check`: validate a configuration and its keytab without serving.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::Path;
+
+use iwa::keytab::{self, enctype_strength, Strength};
+
+use crate::config::Config;
+
+/// The report `iwa check` prints, and whether it found errors.
+pub struct Report {
+    pub text: String,
+    pub ok: bool,
+}
+
+pub fn check(path: &Path) -> Report {
+    let mut text = String::new();
+    let config = match Config::load(path) {
+        Ok(c) => c,
+        Err(e) => {
+            return Report {
+                text: format!("error: {e}"),
+                ok: false,
+            }
+        }
+    };
+    let _ = writeln!(text, "config {}: OK", path.display());
+    let _ = writeln!(text, "  listen  {}", config.listen);
+    let _ = writeln!(text, "  backend {}", config.backend.url);
+    let (kt_text, ok) = check_keytab(&config);
+    text.push_str(&kt_text);
+    Report { text, ok }
+}
+
+fn check_keytab(config: &Config) -> (String, bool) {
+    let mut out = String::new();
+    let mut ok = true;
+    let path = &config.kerberos.keytab;
+    let data = match std::fs::read(path) {
+        Ok(d) => d,
+        Err(e) => {
+            let _ = writeln!(out, "error: keytab {}: cannot read: {e}", path.display());
+            return (out, false);
+        }
+    };
+    let entries = match keytab::parse(&data) {
+        Ok(e) => e,
+        Err(e) => {
+            let _ = writeln!(out, "error: keytab {}: {e}", path.display());
+            return (out, false);
+        }
+    };
+    let _ = writeln!(out, "keytab {}: {} key(s)", path.display(), entries.len());
+    let mut by_principal: BTreeMap<&str, Vec<&keytab::KeytabEntry>> = BTreeMap::new();
+    for e in &entries {
+        by_principal.entry(e.principal.as_str()).or_default().push(e);
+    }
+    for (principal, keys) in &by_principal {
+        let _ = writeln!(out, "  {principal}");
+        for k in keys {
+            let _ = writeln!(out, "    kvno {:<4} {}", k.kvno, k.enctype_name());
+        }
+        let strengths: Vec<Strength> = keys.iter().map(|k| enctype_strength(k.enctype)).collect();
+        if strengths.iter().all(|s| *s != Strength::Good) {
+            let _ = writeln!(
+                out,
+                "    warning: {principal} has only weak keys (RC4/3DES/DES): set msDS-SupportedEncryptionTypes to AES (24) and export the keytab again"
+            );
+        }
+        if keys.iter().any(|k| enctype_strength(k.enctype) == Strength::Broken) {
+            let _ = writeln!(out, "    warning: {principal} has single-DES keys, which are broken; remove them");
+        }
+    }
+    if entries.is_empty() {
+        let _ = writeln!(out, "error: the keytab holds no keys");
+        ok = false;
+    }
+    match &config.kerberos.service_principal {
+        Some(sp) => {
+            let found = by_principal.keys().any(|p| principal_matches(p, sp));
+            if found {
+                let _ = writeln!(out, "service_principal {sp}: present");
+            } else {
+                let _ = writeln!(out, "error: service_principal {sp} is not in the keytab");
+                ok = false;
+            }
+        }
+        None => {
+            let http: Vec<&str> = by_principal
+                .keys()
+                .copied()
+                .filter(|p| p.starts_with("HTTP/"))
+                .collect();
+            if http.is_empty() {
+                let _ = writeln!(out, "warning: no HTTP/ key in the keytab; browsers ask for HTTP/<host name in the URL>");
+            } else {
+                let _ = writeln!(out, "accepting tickets for any key in the keytab; HTTP keys: {}", http.join(", "));
+            }
+        }
+    }
+    let settings = iwa::KerberosSettings {
+        keytab: path.clone(),
+        service_principal: config.kerberos.service_principal.clone(),
+        replay_cache: config.kerberos.replay_cache.clone(),
+        realm_domains: config.kerberos.realm_domains.clone(),
+    };
+    match iwa::KerberosAcceptor::new(&settings) {
+        Ok(_) => {
+            let _ = writeln!(out, "GSSAPI acceptor credential: acquired");
+        }
+        Err(e) => {
+            let _ = writeln!(out, "error: GSSAPI cannot acquire an acceptor credential: {e}");
+            ok = false;
+        }
+    }
+    (out, ok)
+}
+
+/// `HTTP/web@EX.TEST` matches itself; a principal written without a realm matches any.
+fn principal_matches(in_keytab: &str, configured: &str) -> bool {
+    if configured.contains('@') {
+        in_keytab == configured
+    } else {
+        iwa::identity::split_principal(in_keytab).0 == configured
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn principal_matching() {
+        assert!(principal_matches("HTTP/web@EX.TEST", "HTTP/web@EX.TEST"));
+        assert!(principal_matches("HTTP/web@EX.TEST", "HTTP/web"));
+        assert!(!principal_matches("HTTP/web@EX.TEST", "HTTP/other"));
+        assert!(!principal_matches("HTTP/web@EX.TEST", "HTTP/web@OTHER"));
+    }
+}

@@ -1,0 +1,519 @@
+//! The configuration file: read as a TOML table, checked key by key so that every
+//! problem (unknown keys, wrong types, bad values) is reported in one pass with its key
+//! path and a hint, then resolved into the runtime [`Config`].
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use toml::{Table, Value};
+
+/// The resolved runtime configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub shutdown_timeout: Duration,
+    pub backend: Backend,
+    pub kerberos: Kerberos,
+    pub log: Log,
+}
+
+#[derive(Debug, Clone)]
+pub struct Backend {
+    /// `http://host:port` (a path prefix is allowed and prepended).
+    pub url: http::Uri,
+    pub connect_timeout: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct Kerberos {
+    pub keytab: PathBuf,
+    pub service_principal: Option<String>,
+    pub realm_domains: BTreeMap<String, String>,
+    pub replay_cache: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone)]
+pub struct Log {
+    pub level: String,
+    pub format: LogFormat,
+}
+
+/// One problem in the configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// Dotted key path, e.g. `backend.url`; empty for file-level problems.
+    pub key: String,
+    pub message: String,
+    pub hint: Option<String>,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.key.is_empty() {
+            write!(f, "{}", self.message)?;
+        } else {
+            write!(f, "`{}`: {}", self.key, self.message)?;
+        }
+        if let Some(h) = &self.hint {
+            write!(f, " (hint: {h})")?;
+        }
+        Ok(())
+    }
+}
+
+/// All problems found in a configuration file.
+#[derive(Debug, Clone)]
+pub struct ConfigErrors {
+    pub file: PathBuf,
+    pub errors: Vec<ConfigError>,
+}
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "{}: {} problem{}:",
+            self.file.display(),
+            self.errors.len(),
+            if self.errors.len() == 1 { "" } else { "s" }
+        )?;
+        for e in &self.errors {
+            writeln!(f, "  - {e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+const TOP_KEYS: &[&str] = &["listen", "shutdown_timeout", "backend", "kerberos", "log"];
+const BACKEND_KEYS: &[&str] = &["url", "connect_timeout"];
+const KERBEROS_KEYS: &[&str] = &["keytab", "service_principal", "realm_domains", "replay_cache"];
+const LOG_KEYS: &[&str] = &["level", "format"];
+
+/// Collects errors while walking the table.
+struct Walker {
+    errors: Vec<ConfigError>,
+}
+
+impl Walker {
+    fn err(&mut self, key: &str, message: impl Into<String>, hint: Option<String>) {
+        self.errors.push(ConfigError {
+            key: key.to_owned(),
+            message: message.into(),
+            hint,
+        });
+    }
+
+    fn unknown_keys(&mut self, table: &Table, prefix: &str, known: &[&str]) {
+        for k in table.keys() {
+            if !known.contains(&k.as_str()) {
+                let hint = closest(k, known)
+                    .map(|c| format!("did you mean `{}`?", join(prefix, c)))
+                    .or_else(|| Some(format!("known keys here: {}", known.join(", "))));
+                self.err(&join(prefix, k), "unknown key", hint);
+            }
+        }
+    }
+
+    fn string(&mut self, table: &Table, prefix: &str, key: &str) -> Option<String> {
+        match table.get(key)? {
+            Value::String(s) => Some(s.clone()),
+            other => {
+                self.err(
+                    &join(prefix, key),
+                    format!("expected a string, found {}", other.type_str()),
+                    None,
+                );
+                None
+            }
+        }
+    }
+
+    fn table<'t>(&mut self, table: &'t Table, key: &str) -> Option<&'t Table> {
+        match table.get(key)? {
+            Value::Table(t) => Some(t),
+            other => {
+                self.err(
+                    key,
+                    format!("expected a table, found {}", other.type_str()),
+                    Some(format!("write it as a section: [{key}]")),
+                );
+                None
+            }
+        }
+    }
+
+    fn duration(&mut self, table: &Table, prefix: &str, key: &str, default: Duration) -> Duration {
+        let Some(s) = self.string(table, prefix, key) else {
+            return default;
+        };
+        match parse_duration(&s) {
+            Some(d) => d,
+            None => {
+                self.err(
+                    &join(prefix, key),
+                    format!("`{s}` is not a duration"),
+                    Some("use a number with a unit: 500ms, 30s, 5m, 1h".into()),
+                );
+                default
+            }
+        }
+    }
+}
+
+fn join(prefix: &str, key: &str) -> String {
+    if prefix.is_empty() {
+        key.to_owned()
+    } else {
+        format!("{prefix}.{key}")
+    }
+}
+
+/// The known key closest to `key` by edit distance, if it is close enough to be a typo.
+fn closest<'a>(key: &str, known: &[&'a str]) -> Option<&'a str> {
+    known
+        .iter()
+        .map(|k| (edit_distance(key, k), *k))
+        .filter(|(d, k)| *d <= 2.max(k.len() / 4))
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, k)| k)
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1; b.len() + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let sub = prev[j] + usize::from(ca != *cb);
+            cur[j + 1] = sub.min(prev[j + 1] + 1).min(cur[j] + 1);
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
+/// Parses `500ms`, `30s`, `5m`, `1h` (also a bare number of seconds).
+pub fn parse_duration(s: &str) -> Option<Duration> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: u64 = num.parse().ok()?;
+    let ms = match unit.trim() {
+        "ms" => n,
+        "" | "s" => n.checked_mul(1000)?,
+        "m" | "min" => n.checked_mul(60_000)?,
+        "h" => n.checked_mul(3_600_000)?,
+        _ => return None,
+    };
+    Some(Duration::from_millis(ms))
+}
+
+impl Config {
+    /// Reads and checks a configuration file; every problem is reported at once.
+    pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+        let fail = |message: String| ConfigErrors {
+            file: path.to_owned(),
+            errors: vec![ConfigError {
+                key: String::new(),
+                message,
+                hint: None,
+            }],
+        };
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| fail(format!("cannot read the configuration file: {e}")))?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        Config::parse(&text, base).map_err(|errors| ConfigErrors {
+            file: path.to_owned(),
+            errors,
+        })
+    }
+
+    /// Checks configuration text. Relative paths are taken relative to `base`.
+    pub fn parse(text: &str, base: &Path) -> Result<Config, Vec<ConfigError>> {
+        let table: Table = match text.parse() {
+            Ok(t) => t,
+            Err(e) => {
+                return Err(vec![ConfigError {
+                    key: String::new(),
+                    message: format!("not valid TOML: {}", e.to_string().trim()),
+                    hint: None,
+                }])
+            }
+        };
+        let mut w = Walker { errors: Vec::new() };
+        w.unknown_keys(&table, "", TOP_KEYS);
+
+        let listen = match w.string(&table, "", "listen") {
+            Some(s) => match s.parse::<SocketAddr>() {
+                Ok(a) => Some(a),
+                Err(_) => {
+                    w.err("listen", format!("`{s}` is not an address"), Some("write IP:port, e.g. \"127.0.0.1:8080\" or \"[::]:443\"".into()));
+                    None
+                }
+            },
+            None => {
+                if !table.contains_key("listen") {
+                    w.err("listen", "missing", Some("e.g. listen = \"127.0.0.1:8080\"".into()));
+                }
+                None
+            }
+        };
+        let shutdown_timeout = w.duration(&table, "", "shutdown_timeout", Duration::from_secs(30));
+
+        let empty = Table::new();
+        let backend_t = match w.table(&table, "backend") {
+            Some(t) => t,
+            None => {
+                if !table.contains_key("backend") {
+                    w.err("backend", "missing section", Some("[backend]\nurl = \"http://127.0.0.1:5000\"".into()));
+                }
+                &empty
+            }
+        };
+        w.unknown_keys(backend_t, "backend", BACKEND_KEYS);
+        let url = match w.string(backend_t, "backend", "url") {
+            Some(s) => match check_backend_url(&s) {
+                Ok(u) => Some(u),
+                Err(msg) => {
+                    w.err("backend.url", msg, Some("e.g. \"http://127.0.0.1:5000\"".into()));
+                    None
+                }
+            },
+            None => {
+                if table.contains_key("backend") && !backend_t.contains_key("url") {
+                    w.err("backend.url", "missing", Some("the URL of the app to forward to, e.g. \"http://127.0.0.1:5000\"".into()));
+                }
+                None
+            }
+        };
+        let connect_timeout = w.duration(backend_t, "backend", "connect_timeout", Duration::from_secs(5));
+
+        let kerberos_t = match w.table(&table, "kerberos") {
+            Some(t) => t,
+            None => {
+                if !table.contains_key("kerberos") {
+                    w.err("kerberos", "missing section", Some("[kerberos]\nkeytab = \"/etc/iwa/http.keytab\"".into()));
+                }
+                &empty
+            }
+        };
+        w.unknown_keys(kerberos_t, "kerberos", KERBEROS_KEYS);
+        let keytab = match w.string(kerberos_t, "kerberos", "keytab") {
+            Some(s) if s.is_empty() => {
+                w.err("kerberos.keytab", "empty path", None);
+                None
+            }
+            Some(s) => {
+                let p = base.join(s);
+                match std::fs::metadata(&p) {
+                    Ok(m) if m.is_file() => Some(p),
+                    Ok(_) => {
+                        w.err("kerberos.keytab", format!("{} is not a file", p.display()), None);
+                        None
+                    }
+                    Err(e) => {
+                        w.err("kerberos.keytab", format!("cannot read {}: {e}", p.display()), Some("export the service key with `kadmin ktadd -k FILE HTTP/host` or `samba-tool domain exportkeytab`".into()));
+                        None
+                    }
+                }
+            }
+            None => {
+                if table.contains_key("kerberos") && !kerberos_t.contains_key("keytab") {
+                    w.err("kerberos.keytab", "missing", Some("the path of the HTTP service keytab".into()));
+                }
+                None
+            }
+        };
+        let service_principal = w.string(kerberos_t, "kerberos", "service_principal");
+        if let Some(sp) = &service_principal {
+            if !sp.contains('/') && !sp.contains('@') {
+                w.err("kerberos.service_principal", format!("`{sp}` does not look like a principal"), Some("e.g. \"HTTP/web.example.test@EXAMPLE.TEST\"".into()));
+            }
+        }
+        let replay_cache = w.string(kerberos_t, "kerberos", "replay_cache");
+        if let Some(rc) = &replay_cache {
+            if rc.eq_ignore_ascii_case("none") || rc.to_ascii_lowercase().starts_with("none:") {
+                w.err("kerberos.replay_cache", "disabling the replay cache is not allowed", Some("a replayed Kerberos token would be accepted; leave it unset for MIT's default".into()));
+            }
+        }
+        let mut realm_domains = BTreeMap::new();
+        match kerberos_t.get("realm_domains") {
+            None => {}
+            Some(Value::Table(t)) => {
+                for (realm, v) in t {
+                    match v {
+                        Value::String(d) if !d.is_empty() && !d.contains('\\') => {
+                            realm_domains.insert(realm.clone(), d.clone());
+                        }
+                        Value::String(d) => w.err(&format!("kerberos.realm_domains.{realm}"), format!("`{d}` is not a NetBIOS domain name"), Some("e.g. \"EXAMPLE\"".into())),
+                        other => w.err(&format!("kerberos.realm_domains.{realm}"), format!("expected a string, found {}", other.type_str()), None),
+                    }
+                }
+            }
+            Some(other) => w.err("kerberos.realm_domains", format!("expected a table, found {}", other.type_str()), Some("realm_domains = { \"EXAMPLE.TEST\" = \"EXAMPLE\" }".into())),
+        }
+
+        let log_t = w.table(&table, "log").unwrap_or(&empty);
+        w.unknown_keys(log_t, "log", LOG_KEYS);
+        let level = w.string(log_t, "log", "level").unwrap_or_else(|| "info".into());
+        if tracing_subscriber::EnvFilter::try_new(&level).is_err() {
+            w.err("log.level", format!("`{level}` is not a log filter"), Some("one of error, warn, info, debug, trace (or a tracing filter such as \"info,iwa=debug\")".into()));
+        }
+        let format = match w.string(log_t, "log", "format").as_deref() {
+            None | Some("text") => LogFormat::Text,
+            Some("json") => LogFormat::Json,
+            Some(other) => {
+                w.err("log.format", format!("`{other}` is not a log format"), Some("\"text\" or \"json\"".into()));
+                LogFormat::Text
+            }
+        };
+
+        if !w.errors.is_empty() {
+            return Err(w.errors);
+        }
+        match (listen, url, keytab) {
+            (Some(listen), Some(url), Some(keytab)) => Ok(Config {
+                listen,
+                shutdown_timeout,
+                backend: Backend { url, connect_timeout },
+                kerberos: Kerberos {
+                    keytab,
+                    service_principal,
+                    realm_domains,
+                    replay_cache,
+                },
+                log: Log { level, format },
+            }),
+            // Each missing piece pushed an error above.
+            _ => Err(vec![ConfigError {
+                key: String::new(),
+                message: "incomplete configuration".into(),
+                hint: None,
+            }]),
+        }
+    }
+}
+
+fn check_backend_url(s: &str) -> Result<http::Uri, String> {
+    let uri: http::Uri = s.parse().map_err(|e| format!("`{s}` is not a URL: {e}"))?;
+    match uri.scheme_str() {
+        Some("http") => {}
+        Some("https") => return Err("https backends are not supported yet; use http on loopback or a private network".into()),
+        _ => return Err(format!("`{s}` needs the http:// scheme")),
+    }
+    if uri.authority().is_none() {
+        return Err(format!("`{s}` has no host"));
+    }
+    if uri.query().is_some() {
+        return Err(format!("`{s}` must not have a query string"));
+    }
+    Ok(uri)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dir_with_keytab() -> (tempdir::Dir, PathBuf) {
+        let d = tempdir::Dir::new();
+        let kt = d.path().join("http.keytab");
+        std::fs::write(&kt, [5u8, 2]).unwrap();
+        (d, kt)
+    }
+
+    mod tempdir {
+        pub struct Dir(std::path::PathBuf);
+        impl Dir {
+            pub fn new() -> Self {
+                use std::sync::atomic::{AtomicU32, Ordering};
+                static N: AtomicU32 = AtomicU32::new(0);
+                let p = std::env::temp_dir().join(format!(
+                    "iwa-config-test-{}-{}",
+                    std::process::id(),
+                    N.fetch_add(1, Ordering::Relaxed)
+                ));
+                std::fs::create_dir_all(&p).unwrap();
+                Dir(p)
+            }
+            pub fn path(&self) -> &std::path::Path {
+                &self.0
+            }
+        }
+        impl Drop for Dir {
+            fn drop(&mut self) {
+                let _ = std::fs::remove_dir_all(&self.0);
+            }
+        }
+    }
+
+    #[test]
+    fn minimal_config() {
+        let (d, kt) = dir_with_keytab();
+        let c = Config::parse(
+            "listen = \"127.0.0.1:8080\"\n[backend]\nurl = \"http://127.0.0.1:5000\"\n[kerberos]\nkeytab = \"http.keytab\"\nrealm_domains = { \"EX.TEST\" = \"EX\" }\n",
+            d.path(),
+        )
+        .unwrap();
+        assert_eq!(c.listen.port(), 8080);
+        assert_eq!(c.kerberos.keytab, kt);
+        assert_eq!(c.kerberos.realm_domains["EX.TEST"], "EX");
+        assert_eq!(c.shutdown_timeout, Duration::from_secs(30));
+        assert_eq!(c.log.format, LogFormat::Text);
+    }
+
+    #[test]
+    fn reports_every_problem_with_key_paths() {
+        let (d, _) = dir_with_keytab();
+        let errs = Config::parse(
+            "listen = \"nowhere\"\nlistn = 1\n[backend]\nurll = \"x\"\nconnect_timeout = \"soon\"\n[kerberos]\nkeytab = \"missing.keytab\"\nreplay_cache = \"none\"\n[log]\nformat = \"xml\"\n",
+            d.path(),
+        )
+        .unwrap_err();
+        let keys: Vec<&str> = errs.iter().map(|e| e.key.as_str()).collect();
+        for k in ["listen", "listn", "backend.urll", "backend.url", "backend.connect_timeout", "kerberos.keytab", "kerberos.replay_cache", "log.format"] {
+            assert!(keys.contains(&k), "{k} not reported in {keys:?}");
+        }
+        let typo = errs.iter().find(|e| e.key == "backend.urll").unwrap();
+        assert_eq!(typo.hint.as_deref(), Some("did you mean `backend.url`?"));
+    }
+
+    #[test]
+    fn syntax_error_is_one_clear_message() {
+        let errs = Config::parse("listen = ", Path::new(".")).unwrap_err();
+        assert_eq!(errs.len(), 1);
+        assert!(errs[0].message.starts_with("not valid TOML"));
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("500ms"), Some(Duration::from_millis(500)));
+        assert_eq!(parse_duration("30s"), Some(Duration::from_secs(30)));
+        assert_eq!(parse_duration("5m"), Some(Duration::from_secs(300)));
+        assert_eq!(parse_duration("2h"), Some(Duration::from_secs(7200)));
+        assert_eq!(parse_duration("7"), Some(Duration::from_secs(7)));
+        assert_eq!(parse_duration("s"), None);
+        assert_eq!(parse_duration("-1s"), None);
+        assert_eq!(parse_duration("99999999999999999999h"), None);
+    }
+
+    #[test]
+    fn backend_url_checks() {
+        assert!(check_backend_url("http://127.0.0.1:5000").is_ok());
+        assert!(check_backend_url("http://app.internal:5000/prefix").is_ok());
+        assert!(check_backend_url("ftp://x").is_err());
+        assert!(check_backend_url("https://x").is_err());
+        assert!(check_backend_url("http://x/?a=b").is_err());
+        assert!(check_backend_url("127.0.0.1:5000").is_err());
+    }
+}

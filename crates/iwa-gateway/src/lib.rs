@@ -1,0 +1,7 @@
+//! The `iwa` gateway: configuration, proxy, listener, and the CLI commands. The binary
+//! (`src/main.rs`) is a thin `main` over this library.
+
+pub mod check;
+pub mod config;
+pub mod proxy;
+pub mod server;

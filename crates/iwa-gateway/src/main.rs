@@ -1,0 +1,105 @@
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::{Parser, Subcommand};
+use iwa_gateway::config::{Config, LogFormat};
+use iwa_gateway::{check, server};
+use tracing::{error, info};
+
+/// iwa: Integrated Windows Authentication (Kerberos SSO) in front of any web app.
+#[derive(Parser)]
+#[command(name = "iwa", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the authenticating reverse proxy.
+    Serve {
+        /// The configuration file.
+        #[arg(short, long, default_value = "/etc/iwa/iwa.toml")]
+        config: PathBuf,
+    },
+    /// Validate the configuration and the keytab without serving.
+    Check {
+        #[arg(short, long, default_value = "/etc/iwa/iwa.toml")]
+        config: PathBuf,
+    },
+}
+
+fn init_logging(level: &str, format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("IWA_LOG")
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(level))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Check { config } => {
+            let report = check::check(&config);
+            print!("{}", report.text);
+            if report.ok {
+                println!("check passed");
+                ExitCode::SUCCESS
+            } else {
+                println!("check failed");
+                ExitCode::FAILURE
+            }
+        }
+        Command::Serve { config } => serve(&config),
+    }
+}
+
+fn serve(path: &std::path::Path) -> ExitCode {
+    let config = match Config::load(path) {
+        Ok(c) => c,
+        Err(e) => {
+            eprint!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    init_logging(&config.log.level, config.log.format);
+    let gateway = match server::Gateway::from_config(&config) {
+        Ok(g) => Arc::new(g),
+        Err(e) => {
+            error!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            error!("cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async {
+        let listener = match server::bind(config.listen).await {
+            Ok(l) => l,
+            Err(e) => {
+                error!("cannot listen on {}: {e}", config.listen);
+                return ExitCode::FAILURE;
+            }
+        };
+        info!(
+            listen = %config.listen,
+            backend = %config.backend.url,
+            "iwa {} listening on {}",
+            env!("CARGO_PKG_VERSION"),
+            config.listen
+        );
+        server::serve(listener, gateway, server::shutdown_signal(), config.shutdown_timeout).await;
+        ExitCode::SUCCESS
+    })
+}

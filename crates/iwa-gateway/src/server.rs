@@ -1,0 +1,209 @@
+//! The listener: one hyper HTTP/1.1 connection per accepted socket, each with its own
+//! service stack (auth layer over the proxy), graceful shutdown on SIGTERM/SIGINT.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE};
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::{Either, Full};
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use iwa::layer::IwaBody;
+use iwa::{Authenticator, IdentityHeaders, IwaLayer};
+use tokio::net::TcpListener;
+use tower_layer::Layer;
+use tower_service::Service;
+use tracing::{debug, info, info_span, warn, Instrument};
+
+use crate::config::Config;
+use crate::proxy::{ProxyBody, ProxyService, Upstream};
+
+/// Everything a connection needs, shared.
+pub struct Gateway {
+    pub auth: Arc<Authenticator>,
+    pub upstream: Arc<Upstream>,
+    pub identity_headers: Arc<IdentityHeaders>,
+}
+
+impl Gateway {
+    /// Builds the gateway from a checked configuration: acquires the Kerberos acceptor
+    /// credential once, here, not per request.
+    pub fn from_config(config: &Config) -> Result<Self, String> {
+        let settings = iwa::KerberosSettings {
+            keytab: config.kerberos.keytab.clone(),
+            service_principal: config.kerberos.service_principal.clone(),
+            replay_cache: config.kerberos.replay_cache.clone(),
+            realm_domains: config.kerberos.realm_domains.clone(),
+        };
+        let auth = Authenticator::kerberos(&settings).map_err(|e| {
+            format!(
+                "cannot use keytab {}{}: {e}",
+                config.kerberos.keytab.display(),
+                config
+                    .kerberos
+                    .service_principal
+                    .as_deref()
+                    .map(|p| format!(" for {p}"))
+                    .unwrap_or_default()
+            )
+        })?;
+        let identity_headers = Arc::new(IdentityHeaders::default());
+        let upstream = Arc::new(Upstream::new(
+            &config.backend.url,
+            config.backend.connect_timeout,
+            identity_headers.clone(),
+        ));
+        Ok(Gateway {
+            auth: Arc::new(auth),
+            upstream,
+            identity_headers,
+        })
+    }
+}
+
+type GatewayBody = Either<IwaBody<ProxyBody>, Full<Bytes>>;
+
+fn internal(req: &Request<Incoming>) -> Option<Response<Full<Bytes>>> {
+    let path = req.uri().path();
+    if !path.starts_with("/.iwa/") {
+        return None;
+    }
+    let resp = match (req.method(), path) {
+        (&Method::GET | &Method::HEAD, "/.iwa/healthz") => {
+            let mut r = Response::new(Full::new(Bytes::from_static(b"ok\n")));
+            r.headers_mut()
+                .insert(CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+            r.headers_mut()
+                .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            r
+        }
+        _ => iwa::error::error_page(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "No such gateway endpoint.",
+            req.headers().get(http::header::ACCEPT),
+        ),
+    };
+    Some(resp)
+}
+
+/// Serves until `shutdown` resolves, then drains in-flight requests for at most
+/// `drain`.
+pub async fn serve(
+    listener: TcpListener,
+    gateway: Arc<Gateway>,
+    shutdown: impl std::future::Future<Output = ()>,
+    drain: Duration,
+) {
+    // Each connection holds a receiver; on shutdown we flip the flag and wait until
+    // every receiver is gone (hyper-util's GracefulShutdown does not take upgradeable
+    // connections).
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut builder = http1::Builder::new();
+    builder
+        .keep_alive(true)
+        .timer(TokioTimer::new())
+        .header_read_timeout(Duration::from_secs(30))
+        .max_buf_size(256 * 1024);
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(x) => x,
+                Err(e) => {
+                    // EMFILE and friends: back off instead of spinning.
+                    warn!("accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let proxy = ProxyService {
+            upstream: gateway.upstream.clone(),
+            peer,
+            proto: "http",
+        };
+        let authed = IwaLayer::new(gateway.auth.clone())
+            .identity_headers(gateway.identity_headers.clone())
+            .layer(proxy);
+        let headers = gateway.identity_headers.clone();
+        let svc = hyper::service::service_fn(move |mut req: Request<Incoming>| {
+            let mut authed = authed.clone();
+            let headers = headers.clone();
+            async move {
+                if let Some(r) = internal(&req) {
+                    return Ok::<_, Infallible>(r.map(Either::Right));
+                }
+                headers.strip(req.headers_mut());
+                let resp: Response<GatewayBody> = match authed.call(req).await {
+                    Ok(r) => r.map(Either::Left),
+                    Err(never) => match never {},
+                };
+                Ok(resp)
+            }
+        });
+        let conn = builder
+            .serve_connection(TokioIo::new(stream), svc)
+            .with_upgrades();
+        let mut stop = stop_rx.clone();
+        tokio::spawn(
+            async move {
+                tokio::pin!(conn);
+                let result = tokio::select! {
+                    r = conn.as_mut() => r,
+                    _ = stop.changed() => {
+                        conn.as_mut().graceful_shutdown();
+                        conn.await
+                    }
+                };
+                if let Err(e) = result {
+                    debug!("connection ended with error: {e}");
+                }
+            }
+            .instrument(info_span!("conn", %peer)),
+        );
+    }
+    drop(listener);
+    drop(stop_rx);
+    info!("shutting down: draining in-flight requests (at most {drain:?})");
+    let _ = stop_tx.send(true);
+    tokio::select! {
+        () = stop_tx.closed() => info!("all connections closed"),
+        () = tokio::time::sleep(drain) => warn!("drain timeout reached; closing remaining connections"),
+    }
+}
+
+/// Resolves on SIGTERM or SIGINT.
+pub async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            warn!("cannot listen for SIGTERM: {e}");
+            std::future::pending::<()>().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = term.recv() => info!("SIGTERM received"),
+        _ = tokio::signal::ctrl_c() => info!("SIGINT received"),
+    }
+}
+
+/// Binds the configured address.
+pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = match addr {
+        SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+        SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(4096)
+}

@@ -1,0 +1,453 @@
+//! The one module where iwa calls MIT GSSAPI. Every `unsafe` block of the crate lives
+//! here, each with a `SAFETY:` comment; every C handle has an owner type that frees it
+//! in `Drop`. Nothing here parses network bytes: callers hand in tokens that
+//! `iwa_proto` has already framed and bounded.
+
+use std::ffi::CString;
+use std::fmt;
+use std::os::raw::c_void;
+use std::path::Path;
+use std::ptr;
+
+use libgssapi_sys as sys;
+
+/// DER content of the Kerberos v5 mechanism OID 1.2.840.113554.1.2.2 (RFC 1964).
+const KRB5_MECH_OID: &[u8] = b"\x2a\x86\x48\x86\xf7\x12\x01\x02\x02";
+/// DER content of GSS_KRB5_NT_PRINCIPAL_NAME, 1.2.840.113554.1.2.2.1 (RFC 1964 §2.1.1).
+const KRB5_NT_PRINCIPAL_OID: &[u8] = b"\x2a\x86\x48\x86\xf7\x12\x01\x02\x02\x01";
+
+/// GSS context flag set when the initiator's channel bindings matched ours
+/// (`GSS_C_CHANNEL_BOUND_FLAG` in MIT krb5 ≥ 1.19).
+pub const CHANNEL_BOUND_FLAG: u32 = 0x800;
+
+/// A GSSAPI failure: the major and minor status words plus MIT's own text for both.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GssError {
+    pub major: u32,
+    pub minor: u32,
+    /// What MIT's `gss_display_status` says, major then minor.
+    pub message: String,
+}
+
+impl fmt::Display for GssError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for GssError {}
+
+/// The routine-error part of a major status (RFC 2744 §3.9.1).
+pub const fn routine_error(major: u32) -> u32 {
+    major & (0xff << 16)
+}
+
+pub mod major {
+    //! Routine errors (already shifted), RFC 2744 §3.9.1.
+    pub const BAD_MECH: u32 = 1 << 16;
+    pub const BAD_NAME: u32 = 2 << 16;
+    pub const BAD_BINDINGS: u32 = 4 << 16;
+    pub const BAD_SIG: u32 = 6 << 16;
+    pub const NO_CRED: u32 = 7 << 16;
+    pub const DEFECTIVE_TOKEN: u32 = 9 << 16;
+    pub const DEFECTIVE_CREDENTIAL: u32 = 10 << 16;
+    pub const CREDENTIALS_EXPIRED: u32 = 11 << 16;
+    pub const FAILURE: u32 = 13 << 16;
+    /// Supplementary bit: the token was a duplicate of an earlier one.
+    pub const DUPLICATE_TOKEN_INFO: u32 = 1 << 1;
+    pub const CONTINUE_NEEDED: u32 = 1;
+}
+
+fn status_text(code: u32, kind: i32, mech: sys::gss_OID) -> String {
+    let mut out = String::new();
+    let mut ctx: sys::OM_uint32 = 0;
+    // MIT returns one message per call; bound the loop in case a broken mech never
+    // clears the context.
+    for _ in 0..8 {
+        let mut minor: sys::OM_uint32 = 0;
+        let mut buf = empty_buffer();
+        // SAFETY: all pointers are valid for the duration of the call; `buf` is
+        // released below with gss_release_buffer, as the API requires.
+        let major = unsafe {
+            sys::gss_display_status(&mut minor, code, kind, mech, &mut ctx, &mut buf)
+        };
+        if major != 0 {
+            break;
+        }
+        if !out.is_empty() {
+            out.push_str("; ");
+        }
+        // SAFETY: on success `buf` holds `length` readable bytes owned by GSSAPI.
+        out.push_str(&String::from_utf8_lossy(unsafe { buffer_bytes(&buf) }));
+        // SAFETY: `buf` came from gss_display_status.
+        unsafe { sys::gss_release_buffer(&mut minor, &mut buf) };
+        if ctx == 0 {
+            break;
+        }
+    }
+    out
+}
+
+fn gss_error(major: u32, minor: u32) -> GssError {
+    let mut oid = oid_desc(KRB5_MECH_OID);
+    let major_text = status_text(major, sys::GSS_C_GSS_CODE as i32, ptr::null_mut());
+    let minor_text = if minor != 0 {
+        status_text(minor, sys::GSS_C_MECH_CODE as i32, &mut oid)
+    } else {
+        String::new()
+    };
+    let message = match (major_text.is_empty(), minor_text.is_empty()) {
+        (_, true) => major_text,
+        (true, false) => minor_text,
+        (false, false) => format!("{major_text}: {minor_text}"),
+    };
+    GssError {
+        major,
+        minor,
+        message,
+    }
+}
+
+fn empty_buffer() -> sys::gss_buffer_desc {
+    sys::gss_buffer_desc {
+        length: 0,
+        value: ptr::null_mut(),
+    }
+}
+
+/// # Safety
+/// `buf` must describe `length` readable bytes (or be empty) that outlive the slice.
+unsafe fn buffer_bytes(buf: &sys::gss_buffer_desc) -> &[u8] {
+    if buf.value.is_null() || buf.length == 0 {
+        &[]
+    } else {
+        // SAFETY: guaranteed by the caller.
+        unsafe { std::slice::from_raw_parts(buf.value as *const u8, buf.length) }
+    }
+}
+
+/// A `gss_OID_desc` that borrows a static byte string. GSSAPI only reads through it.
+fn oid_desc(bytes: &'static [u8]) -> sys::gss_OID_desc {
+    sys::gss_OID_desc {
+        length: bytes.len() as sys::OM_uint32,
+        elements: bytes.as_ptr() as *mut c_void,
+    }
+}
+
+/// A buffer GSSAPI allocated; freed on drop.
+struct OwnedBuffer(sys::gss_buffer_desc);
+
+impl OwnedBuffer {
+    fn new() -> Self {
+        OwnedBuffer(empty_buffer())
+    }
+    fn to_vec(&self) -> Vec<u8> {
+        // SAFETY: the buffer is either empty or was filled by GSSAPI and not yet freed.
+        unsafe { buffer_bytes(&self.0) }.to_vec()
+    }
+    fn is_empty(&self) -> bool {
+        self.0.length == 0
+    }
+}
+
+impl Drop for OwnedBuffer {
+    fn drop(&mut self) {
+        if !self.0.value.is_null() {
+            let mut minor = 0;
+            // SAFETY: the buffer was allocated by GSSAPI and is released once.
+            unsafe { sys::gss_release_buffer(&mut minor, &mut self.0) };
+        }
+    }
+}
+
+/// A GSS name; released on drop.
+struct OwnedName(sys::gss_name_t);
+
+impl OwnedName {
+    fn import(text: &str, name_type: &'static [u8]) -> Result<Self, GssError> {
+        let mut oid = oid_desc(name_type);
+        let mut buf = sys::gss_buffer_desc {
+            length: text.len(),
+            value: text.as_ptr() as *mut c_void,
+        };
+        let mut minor = 0;
+        let mut name: sys::gss_name_t = ptr::null_mut();
+        // SAFETY: `buf` points at `text`, alive for the call; GSSAPI copies it.
+        let major = unsafe { sys::gss_import_name(&mut minor, &mut buf, &mut oid, &mut name) };
+        if major != 0 {
+            return Err(gss_error(major, minor));
+        }
+        Ok(OwnedName(name))
+    }
+
+    fn display(&self) -> Result<String, GssError> {
+        let mut minor = 0;
+        let mut out = OwnedBuffer::new();
+        // SAFETY: `self.0` is a valid name; `out` is released by its Drop.
+        let major = unsafe {
+            sys::gss_display_name(&mut minor, self.0, &mut out.0, ptr::null_mut())
+        };
+        if major != 0 {
+            return Err(gss_error(major, minor));
+        }
+        String::from_utf8(out.to_vec()).map_err(|_| GssError {
+            major: major::BAD_NAME,
+            minor: 0,
+            message: "the client principal name is not valid UTF-8".into(),
+        })
+    }
+}
+
+impl Drop for OwnedName {
+    fn drop(&mut self) {
+        if !self.0.is_null() {
+            let mut minor = 0;
+            // SAFETY: the name was produced by GSSAPI and is released once.
+            unsafe { sys::gss_release_name(&mut minor, &mut self.0) };
+        }
+    }
+}
+
+/// An acceptor credential for the Kerberos mechanism, acquired once from a keytab and
+/// shared by every handshake.
+#[derive(Debug)]
+pub struct AcceptorCred {
+    cred: sys::gss_cred_id_t,
+}
+
+// SAFETY: an MIT krb5 credential handle is internally locked and may be used by
+// concurrent gss_accept_sec_context calls on different contexts; it is only freed in
+// Drop, when no one else holds it.
+unsafe impl Send for AcceptorCred {}
+// SAFETY: see above; `&AcceptorCred` only ever passes the handle to accept calls.
+unsafe impl Sync for AcceptorCred {}
+
+impl AcceptorCred {
+    /// Acquires an acceptor credential from `keytab`. With `principal` (e.g.
+    /// `HTTP/web.example.test@EXAMPLE.TEST`) only tickets for that principal are
+    /// accepted; without it, any key in the keytab will do. `rcache` names the replay
+    /// cache (`dfl:`, `file2:/path`, ...); `None` keeps MIT's default.
+    pub fn acquire(
+        keytab: &Path,
+        principal: Option<&str>,
+        rcache: Option<&str>,
+    ) -> Result<Self, GssError> {
+        let invalid = |what: &str| GssError {
+            major: major::FAILURE,
+            minor: 0,
+            message: format!("{what} contains a NUL byte"),
+        };
+        let keytab_c = CString::new(format!("FILE:{}", keytab.display()))
+            .map_err(|_| invalid("the keytab path"))?;
+        let rcache_c = rcache
+            .map(CString::new)
+            .transpose()
+            .map_err(|_| invalid("the replay cache name"))?;
+        let key_keytab = c"keytab";
+        let key_rcache = c"rcache";
+        let mut elements = vec![sys::gss_key_value_element_desc {
+            key: key_keytab.as_ptr(),
+            value: keytab_c.as_ptr(),
+        }];
+        if let Some(rc) = &rcache_c {
+            elements.push(sys::gss_key_value_element_desc {
+                key: key_rcache.as_ptr(),
+                value: rc.as_ptr(),
+            });
+        }
+        let store = sys::gss_key_value_set_desc {
+            count: elements.len() as sys::OM_uint32,
+            elements: elements.as_mut_ptr(),
+        };
+        let name = principal
+            .map(|p| OwnedName::import(p, KRB5_NT_PRINCIPAL_OID))
+            .transpose()?;
+        let mut mech = oid_desc(KRB5_MECH_OID);
+        let mut mechs = sys::gss_OID_set_desc {
+            count: 1,
+            elements: &mut mech,
+        };
+        let mut minor = 0;
+        let mut cred: sys::gss_cred_id_t = ptr::null_mut();
+        // SAFETY: every pointer refers to a local that outlives the call; GSSAPI copies
+        // what it keeps. The returned credential is owned by the AcceptorCred below.
+        let major = unsafe {
+            sys::gss_acquire_cred_from(
+                &mut minor,
+                name.as_ref().map_or(ptr::null_mut(), |n| n.0),
+                0,
+                &mut mechs,
+                sys::GSS_C_ACCEPT as sys::gss_cred_usage_t,
+                &store,
+                &mut cred,
+                ptr::null_mut(),
+                ptr::null_mut(),
+            )
+        };
+        if major != 0 {
+            return Err(gss_error(major, minor));
+        }
+        Ok(AcceptorCred { cred })
+    }
+}
+
+impl Drop for AcceptorCred {
+    fn drop(&mut self) {
+        if !self.cred.is_null() {
+            let mut minor = 0;
+            // SAFETY: the credential came from gss_acquire_cred_from; released once.
+            unsafe { sys::gss_release_cred(&mut minor, &mut self.cred) };
+        }
+    }
+}
+
+/// The result of a completed acceptance.
+#[derive(Debug)]
+pub struct Accepted {
+    /// The client's principal as MIT displays it, e.g. `alice@EXAMPLE.TEST`.
+    pub principal: String,
+    /// The token for the client (the AP-REP for mutual authentication), if any.
+    pub output_token: Option<Vec<u8>>,
+    /// GSS context flags (`ret_flags`).
+    pub flags: u32,
+    /// Seconds the context stays valid (the ticket's remaining lifetime).
+    pub lifetime_secs: u32,
+    /// The established context, for MIC operations (SPNEGO mechListMIC).
+    pub context: SecContext,
+}
+
+/// An established (or half-established) GSS security context; deleted on drop.
+#[derive(Debug)]
+pub struct SecContext(sys::gss_ctx_id_t);
+
+// SAFETY: a context may move between threads as long as it is not used concurrently;
+// SecContext has no `&self` methods that call GSSAPI, only `&mut self` ones.
+unsafe impl Send for SecContext {}
+
+impl SecContext {
+    /// Verifies `mic` over `message` (RFC 4178 mechListMIC).
+    pub fn verify_mic(&mut self, message: &[u8], mic: &[u8]) -> Result<(), GssError> {
+        let mut msg = sys::gss_buffer_desc {
+            length: message.len(),
+            value: message.as_ptr() as *mut c_void,
+        };
+        let mut tok = sys::gss_buffer_desc {
+            length: mic.len(),
+            value: mic.as_ptr() as *mut c_void,
+        };
+        let mut minor = 0;
+        // SAFETY: both buffers borrow live slices for the call; GSSAPI only reads them.
+        let major = unsafe {
+            sys::gss_verify_mic(&mut minor, self.0, &mut msg, &mut tok, ptr::null_mut())
+        };
+        if major != 0 {
+            return Err(gss_error(major, minor));
+        }
+        Ok(())
+    }
+
+    /// Computes a MIC over `message`.
+    pub fn get_mic(&mut self, message: &[u8]) -> Result<Vec<u8>, GssError> {
+        let mut msg = sys::gss_buffer_desc {
+            length: message.len(),
+            value: message.as_ptr() as *mut c_void,
+        };
+        let mut out = OwnedBuffer::new();
+        let mut minor = 0;
+        // SAFETY: `msg` borrows a live slice; `out` is released by its Drop.
+        let major = unsafe { sys::gss_get_mic(&mut minor, self.0, 0, &mut msg, &mut out.0) };
+        if major != 0 {
+            return Err(gss_error(major, minor));
+        }
+        Ok(out.to_vec())
+    }
+}
+
+impl Drop for SecContext {
+    fn drop(&mut self) {
+        if !self.0.is_null() {
+            let mut minor = 0;
+            // SAFETY: the context came from gss_accept_sec_context; deleted once.
+            unsafe { sys::gss_delete_sec_context(&mut minor, &mut self.0, ptr::null_mut()) };
+        }
+    }
+}
+
+/// What one call to `accept` produced.
+#[derive(Debug)]
+pub enum Step {
+    Complete(Accepted),
+    /// The mechanism wants another leg; the token goes back to the client.
+    ContinueNeeded(Vec<u8>),
+}
+
+/// Runs one `gss_accept_sec_context` on a fresh context with the Kerberos token
+/// `token` (RFC 1964 framing). Blocking: it may read the keytab and replay cache, so
+/// call it off the async runtime.
+pub fn accept(
+    cred: &AcceptorCred,
+    token: &[u8],
+    channel_bindings: Option<&[u8]>,
+) -> Result<Step, GssError> {
+    let mut ctx = SecContext(ptr::null_mut());
+    let mut input = sys::gss_buffer_desc {
+        length: token.len(),
+        value: token.as_ptr() as *mut c_void,
+    };
+    let mut bindings = sys::gss_channel_bindings_struct {
+        initiator_addrtype: 0,
+        initiator_address: empty_buffer(),
+        acceptor_addrtype: 0,
+        acceptor_address: empty_buffer(),
+        application_data: empty_buffer(),
+    };
+    let bindings_ptr = match channel_bindings {
+        Some(cb) => {
+            bindings.application_data = sys::gss_buffer_desc {
+                length: cb.len(),
+                value: cb.as_ptr() as *mut c_void,
+            };
+            &mut bindings as sys::gss_channel_bindings_t
+        }
+        None => ptr::null_mut(),
+    };
+    let mut src_name = OwnedName(ptr::null_mut());
+    let mut output = OwnedBuffer::new();
+    let mut flags: sys::OM_uint32 = 0;
+    let mut time_rec: sys::OM_uint32 = 0;
+    let mut minor = 0;
+    // SAFETY: `input` and the bindings borrow live data for the call; every out
+    // pointer refers to a local owner (context, name, buffer) that frees it on drop.
+    // We pass no delegated-credential pointer, so none is created.
+    let major = unsafe {
+        sys::gss_accept_sec_context(
+            &mut minor,
+            &mut ctx.0,
+            cred.cred,
+            &mut input,
+            bindings_ptr,
+            &mut src_name.0,
+            ptr::null_mut(),
+            &mut output.0,
+            &mut flags,
+            &mut time_rec,
+            ptr::null_mut(),
+        )
+    };
+    // Calling and routine errors live in the high 16 bits; of the supplementary bits
+    // only CONTINUE_NEEDED is acceptable (a duplicate/old/unsequenced token is not).
+    if major & 0xffff_0000 != 0 || major & 0xffff & !major::CONTINUE_NEEDED != 0 {
+        return Err(gss_error(major, minor));
+    }
+    if major & major::CONTINUE_NEEDED != 0 {
+        return Ok(Step::ContinueNeeded(output.to_vec()));
+    }
+    let principal = src_name.display()?;
+    Ok(Step::Complete(Accepted {
+        principal,
+        output_token: (!output.is_empty()).then(|| output.to_vec()),
+        flags,
+        lifetime_secs: time_rec,
+        context: ctx,
+    }))
+}

@@ -1,0 +1,163 @@
+//! A tower `Layer` that authenticates every request with an [`Authenticator`].
+//!
+//! On success the [`Identity`] goes into the request's extensions (read it with the
+//! axum extractor, or `req.extensions().get::<Identity>()`), the `Authorization` header
+//! is removed, and the mutual-authentication token is added to the response. Identity
+//! headers sent by the client are always stripped.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http::header::{ACCEPT, AUTHORIZATION, WWW_AUTHENTICATE};
+use http::{Request, Response};
+use http_body_util::{Either, Full};
+use tower_layer::Layer;
+use tower_service::Service;
+use tracing::{info, warn};
+
+use crate::auth::{Authenticator, Outcome};
+use crate::error::{unauthenticated_response, AuthError, Challenge};
+use crate::headers::IdentityHeaders;
+use crate::identity::Identity;
+
+/// Whether a request must be authenticated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Policy {
+    /// No credentials → 401 with a challenge.
+    #[default]
+    Required,
+    /// Authenticate when credentials are offered; otherwise pass on anonymously (the
+    /// handler may still ask for a login by answering 401, or by extracting
+    /// [`Identity`], whose rejection is the challenge).
+    Optional,
+}
+
+/// Put into the extensions of an anonymous request on an optional route, so a handler
+/// (or the extractor's rejection) can issue the right challenge.
+#[derive(Debug, Clone)]
+pub struct ChallengeHint(pub Challenge);
+
+/// The response body: the inner service's, or one of ours.
+pub type IwaBody<B> = Either<B, Full<Bytes>>;
+
+/// Adds authentication to a service.
+#[derive(Clone)]
+pub struct IwaLayer {
+    auth: Arc<Authenticator>,
+    headers: Arc<IdentityHeaders>,
+    policy: Policy,
+}
+
+impl IwaLayer {
+    pub fn new(auth: Arc<Authenticator>) -> Self {
+        IwaLayer {
+            auth,
+            headers: Arc::new(IdentityHeaders::default()),
+            policy: Policy::Required,
+        }
+    }
+
+    pub fn policy(mut self, policy: Policy) -> Self {
+        self.policy = policy;
+        self
+    }
+
+    /// Use other names for the identity headers that get stripped.
+    pub fn identity_headers(mut self, headers: Arc<IdentityHeaders>) -> Self {
+        self.headers = headers;
+        self
+    }
+}
+
+impl<S> Layer<S> for IwaLayer {
+    type Service = IwaService<S>;
+    fn layer(&self, inner: S) -> Self::Service {
+        IwaService {
+            inner,
+            auth: self.auth.clone(),
+            headers: self.headers.clone(),
+            policy: self.policy,
+        }
+    }
+}
+
+/// The service made by [`IwaLayer`].
+#[derive(Clone)]
+pub struct IwaService<S> {
+    inner: S,
+    auth: Arc<Authenticator>,
+    headers: Arc<IdentityHeaders>,
+    policy: Policy,
+}
+
+fn log_failure(err: &AuthError) {
+    // One line per failure, in words an admin can act on; tokens are never logged.
+    warn!(target: "iwa::audit", event = "auth_failed", code = err.code(), "authentication failed: {err}");
+}
+
+impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for IwaService<S>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    ReqBody: Send + 'static,
+{
+    type Response = Response<IwaBody<ResBody>>;
+    type Error = S::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, S::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
+        // The service that was polled ready goes into the future; its clone stays.
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let auth = self.auth.clone();
+        let headers = self.headers.clone();
+        let policy = self.policy;
+        Box::pin(async move {
+            headers.strip(req.headers_mut());
+            let outcome = auth.authenticate(req.headers()).await;
+            req.headers_mut().remove(AUTHORIZATION);
+            let accept = req.headers().get(ACCEPT).cloned();
+            match outcome {
+                Outcome::Authenticated(done) => {
+                    info!(target: "iwa::audit", event = "auth_ok", user = %done.identity.principal, method = %done.identity.method);
+                    req.extensions_mut().insert(done.identity);
+                    let mut resp = inner.call(req).await?.map(Either::Left);
+                    if let Some(v) = done.response_header {
+                        resp.headers_mut().append(WWW_AUTHENTICATE, v);
+                    }
+                    Ok(resp)
+                }
+                Outcome::NoCredentials if policy == Policy::Optional => {
+                    req.extensions_mut()
+                        .insert(ChallengeHint(auth.challenge().clone()));
+                    Ok(inner.call(req).await?.map(Either::Left))
+                }
+                Outcome::NoCredentials => Ok(unauthenticated_response(
+                    None,
+                    auth.challenge(),
+                    accept.as_ref(),
+                )
+                .map(Either::Right)),
+                Outcome::Failed(err) => {
+                    log_failure(&err);
+                    Ok(
+                        unauthenticated_response(Some(&err), auth.challenge(), accept.as_ref())
+                            .map(Either::Right),
+                    )
+                }
+            }
+        })
+    }
+}
+
+/// Reads the identity the layer put into a request, if any.
+pub fn identity_of<B>(req: &Request<B>) -> Option<&Identity> {
+    req.extensions().get::<Identity>()
+}
