@@ -54,7 +54,10 @@ fn check_keytab(config: &Config) -> (String, bool) {
     let _ = writeln!(out, "keytab {}: {} key(s)", path.display(), entries.len());
     let mut by_principal: BTreeMap<&str, Vec<&keytab::KeytabEntry>> = BTreeMap::new();
     for e in &entries {
-        by_principal.entry(e.principal.as_str()).or_default().push(e);
+        by_principal
+            .entry(e.principal.as_str())
+            .or_default()
+            .push(e);
     }
     for (principal, keys) in &by_principal {
         let _ = writeln!(out, "  {principal}");
@@ -68,8 +71,14 @@ fn check_keytab(config: &Config) -> (String, bool) {
                 "    warning: {principal} has only weak keys (RC4/3DES/DES): set msDS-SupportedEncryptionTypes to AES (24) and export the keytab again"
             );
         }
-        if keys.iter().any(|k| enctype_strength(k.enctype) == Strength::Broken) {
-            let _ = writeln!(out, "    warning: {principal} has single-DES keys, which are broken; remove them");
+        if keys
+            .iter()
+            .any(|k| enctype_strength(k.enctype) == Strength::Broken)
+        {
+            let _ = writeln!(
+                out,
+                "    warning: {principal} has single-DES keys, which are broken; remove them"
+            );
         }
     }
     if entries.is_empty() {
@@ -95,7 +104,11 @@ fn check_keytab(config: &Config) -> (String, bool) {
             if http.is_empty() {
                 let _ = writeln!(out, "warning: no HTTP/ key in the keytab; browsers ask for HTTP/<host name in the URL>");
             } else {
-                let _ = writeln!(out, "accepting tickets for any key in the keytab; HTTP keys: {}", http.join(", "));
+                let _ = writeln!(
+                    out,
+                    "accepting tickets for any key in the keytab; HTTP keys: {}",
+                    http.join(", ")
+                );
             }
         }
     }
@@ -110,7 +123,10 @@ fn check_keytab(config: &Config) -> (String, bool) {
             let _ = writeln!(out, "GSSAPI acceptor credential: acquired");
         }
         Err(e) => {
-            let _ = writeln!(out, "error: GSSAPI cannot acquire an acceptor credential: {e}");
+            let _ = writeln!(
+                out,
+                "error: GSSAPI cannot acquire an acceptor credential: {e}"
+            );
             ok = false;
         }
     }

@@ -36,7 +36,8 @@ fn init_logging(level: &str, format: LogFormat) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
@@ -77,7 +78,10 @@ fn serve(path: &std::path::Path) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             error!("cannot start the async runtime: {e}");
@@ -99,7 +103,13 @@ fn serve(path: &std::path::Path) -> ExitCode {
             env!("CARGO_PKG_VERSION"),
             config.listen
         );
-        server::serve(listener, gateway, server::shutdown_signal(), config.shutdown_timeout).await;
+        server::serve(
+            listener,
+            gateway,
+            server::shutdown_signal(),
+            config.shutdown_timeout,
+        )
+        .await;
         ExitCode::SUCCESS
     })
 }

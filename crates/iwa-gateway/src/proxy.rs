@@ -35,7 +35,11 @@ pub struct Upstream {
 }
 
 impl Upstream {
-    pub fn new(url: &Uri, connect_timeout: Duration, identity_headers: Arc<IdentityHeaders>) -> Self {
+    pub fn new(
+        url: &Uri,
+        connect_timeout: Duration,
+        identity_headers: Arc<IdentityHeaders>,
+    ) -> Self {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         connector.set_connect_timeout(Some(connect_timeout));
@@ -200,7 +204,11 @@ impl ProxyService {
         let mut resp = match self.upstream.client.request(out).await {
             Ok(r) => r,
             Err(e) => {
-                let why = if e.is_connect() { "connection refused or timed out" } else { "connection failed" };
+                let why = if e.is_connect() {
+                    "connection refused or timed out"
+                } else {
+                    "connection failed"
+                };
                 warn!(backend = %self.upstream.authority, "backend request failed: {e:?}");
                 return bad_gateway(accept.as_ref(), why).map(Either::Right);
             }
@@ -214,7 +222,9 @@ impl ProxyService {
                         Ok((client, backend)) => {
                             let mut client = TokioIo::new(client);
                             let mut backend = TokioIo::new(backend);
-                            if let Err(e) = tokio::io::copy_bidirectional(&mut client, &mut backend).await {
+                            if let Err(e) =
+                                tokio::io::copy_bidirectional(&mut client, &mut backend).await
+                            {
                                 debug!("upgraded connection ended: {e}");
                             }
                         }
@@ -224,7 +234,8 @@ impl ProxyService {
                 // Keep Connection/Upgrade on a 101 so the client switches too.
                 let proto = resp.headers().get(header::UPGRADE).cloned();
                 remove_hop_by_hop(resp.headers_mut());
-                resp.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+                resp.headers_mut()
+                    .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
                 if let Some(p) = proto {
                     resp.headers_mut().insert(header::UPGRADE, p);
                 }
@@ -243,12 +254,21 @@ mod tests {
     #[test]
     fn hop_by_hop_headers_go_including_listed_ones() {
         let mut h = HeaderMap::new();
-        h.insert(header::CONNECTION, HeaderValue::from_static("keep-alive, X-Secret"));
+        h.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("keep-alive, X-Secret"),
+        );
         h.insert("x-secret", HeaderValue::from_static("1"));
         h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
-        h.insert(header::TRANSFER_ENCODING, HeaderValue::from_static("chunked"));
+        h.insert(
+            header::TRANSFER_ENCODING,
+            HeaderValue::from_static("chunked"),
+        );
         h.insert(header::TE, HeaderValue::from_static("trailers"));
-        h.insert(header::PROXY_AUTHORIZATION, HeaderValue::from_static("Basic x"));
+        h.insert(
+            header::PROXY_AUTHORIZATION,
+            HeaderValue::from_static("Basic x"),
+        );
         h.insert(header::ACCEPT, HeaderValue::from_static("*/*"));
         remove_hop_by_hop(&mut h);
         assert_eq!(h.len(), 1);
@@ -260,7 +280,10 @@ mod tests {
         let mut h = HeaderMap::new();
         h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
         assert!(upgrade_protocol(&h).is_none());
-        h.insert(header::CONNECTION, HeaderValue::from_static("keep-alive, Upgrade"));
+        h.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("keep-alive, Upgrade"),
+        );
         assert_eq!(upgrade_protocol(&h).unwrap(), "websocket");
     }
 

@@ -4,7 +4,7 @@
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE};
@@ -13,7 +13,7 @@ use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use iwa::layer::IwaBody;
+use iwa::layer::{AuthenticatedUser, IwaBody};
 use iwa::{Authenticator, IdentityHeaders, IwaLayer};
 use tokio::net::TcpListener;
 use tower_layer::Layer;
@@ -25,6 +25,7 @@ use crate::proxy::{ProxyBody, ProxyService, Upstream};
 
 /// Everything a connection needs, shared.
 pub struct Gateway {
+    pub access_log: bool,
     pub auth: Arc<Authenticator>,
     pub upstream: Arc<Upstream>,
     pub identity_headers: Arc<IdentityHeaders>,
@@ -59,6 +60,7 @@ impl Gateway {
             identity_headers.clone(),
         ));
         Ok(Gateway {
+            access_log: config.log.access,
             auth: Arc::new(auth),
             upstream,
             identity_headers,
@@ -134,6 +136,7 @@ pub async fn serve(
             .identity_headers(gateway.identity_headers.clone())
             .layer(proxy);
         let headers = gateway.identity_headers.clone();
+        let access_log = gateway.access_log;
         let svc = hyper::service::service_fn(move |mut req: Request<Incoming>| {
             let mut authed = authed.clone();
             let headers = headers.clone();
@@ -142,10 +145,24 @@ pub async fn serve(
                     return Ok::<_, Infallible>(r.map(Either::Right));
                 }
                 headers.strip(req.headers_mut());
+                let started = access_log.then(|| {
+                    (
+                        Instant::now(),
+                        req.method().clone(),
+                        req.uri().path().to_owned(),
+                    )
+                });
                 let resp: Response<GatewayBody> = match authed.call(req).await {
                     Ok(r) => r.map(Either::Left),
                     Err(never) => match never {},
                 };
+                if let Some((t0, method, path)) = started {
+                    let user = resp
+                        .extensions()
+                        .get::<AuthenticatedUser>()
+                        .map_or("-", |u| u.0.as_str());
+                    info!(target: "iwa::access", %method, path, status = resp.status().as_u16(), user, micros = t0.elapsed().as_micros() as u64);
+                }
                 Ok(resp)
             }
         });

@@ -9,7 +9,9 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
+
+use sha2::{Digest, Sha256};
 
 use http::header::{HeaderMap, HeaderValue, AUTHORIZATION};
 use iwa_proto::authz::{self, ChallengeScheme, Credentials};
@@ -19,6 +21,7 @@ use tracing::{debug, instrument};
 use crate::error::{AuthError, Challenge};
 use crate::gss::{self, AcceptorCred, Step};
 use crate::identity::{AuthMethod, Identity};
+use crate::replay::{MemoryReplayCache, ReplayCache, Tag};
 
 /// How to accept Kerberos.
 #[derive(Debug, Clone, Default)]
@@ -28,8 +31,8 @@ pub struct KerberosSettings {
     /// Accept only tickets for this principal (`HTTP/host@REALM`); default: any key in
     /// the keytab.
     pub service_principal: Option<String>,
-    /// MIT replay cache name (`dfl:`, `file2:/path`, `none` is refused by iwa's config);
-    /// default: MIT's default, in `KRB5RCACHEDIR`.
+    /// An MIT replay cache name (`dfl:`, `file2:/path`) to use MIT's file-based replay
+    /// cache. Default (`None`): iwa's in-memory replay cache, with MIT's turned off.
     pub replay_cache: Option<String>,
     /// Realm → NetBIOS domain, for `DOMAIN\user`.
     pub realm_domains: BTreeMap<String, String>,
@@ -40,6 +43,19 @@ pub struct KerberosSettings {
 pub struct KerberosAcceptor {
     cred: AcceptorCred,
     realm_domains: BTreeMap<String, String>,
+    /// Our in-memory replay cache; `None` when MIT's own (configured) cache is used.
+    replay: Option<Box<dyn ReplayCache>>,
+}
+
+/// MIT's default `clockskew`; the replay window is twice this.
+pub const DEFAULT_CLOCK_SKEW: Duration = Duration::from_secs(300);
+
+/// Replay-cache key of an authenticator: SHA-256 of its ciphertext, truncated.
+fn replay_tag(authenticator_cipher: &[u8]) -> Tag {
+    let digest = Sha256::digest(authenticator_cipher);
+    let mut tag = [0u8; 16];
+    tag.copy_from_slice(&digest[..16]);
+    tag
 }
 
 /// A completed Kerberos acceptance.
@@ -56,14 +72,25 @@ impl KerberosAcceptor {
     /// Acquires the acceptor credential. Fails when the keytab is unreadable or holds no
     /// usable key (for `service_principal`, if set).
     pub fn new(settings: &KerberosSettings) -> Result<Self, gss::GssError> {
+        // Without an explicit MIT replay cache, MIT's is turned off for this credential
+        // and ours (in memory, same rule) takes its place; see `replay`.
+        let (rcache, replay): (&str, Option<Box<dyn ReplayCache>>) =
+            match settings.replay_cache.as_deref() {
+                Some(name) => (name, None),
+                None => (
+                    "none:",
+                    Some(Box::new(MemoryReplayCache::new(DEFAULT_CLOCK_SKEW))),
+                ),
+            };
         let cred = AcceptorCred::acquire(
             &settings.keytab,
             settings.service_principal.as_deref(),
-            settings.replay_cache.as_deref(),
+            Some(rcache),
         )?;
         Ok(KerberosAcceptor {
             cred,
             realm_domains: settings.realm_domains.clone(),
+            replay,
         })
     }
 
@@ -101,8 +128,7 @@ impl KerberosAcceptor {
                 let mech_token = init
                     .mech_token
                     .ok_or_else(|| AuthError::NoMechToken("Kerberos".into()))?;
-                let (identity, out, flags) =
-                    self.accept_kerberos(mech_token, channel_bindings)?;
+                let (identity, out, flags) = self.accept_kerberos(mech_token, channel_bindings)?;
                 let (ap_rep, mut ctx) = out;
                 // RFC 4178 §5: a MIC from the initiator is verified, and answered in kind.
                 let our_mic = match init.mech_list_mic {
@@ -137,11 +163,44 @@ impl KerberosAcceptor {
         token: &[u8],
         channel_bindings: Option<&[u8]>,
     ) -> Result<(Identity, (Option<Vec<u8>>, gss::SecContext), u32), AuthError> {
-        match gss::accept(&self.cred, token, channel_bindings).map_err(AuthError::kerberos)? {
+        // The clear parts of the AP-REQ: its authenticator keys replay detection, its
+        // ticket's SPN/kvno/enctype make a refusal explainable. A token we cannot parse
+        // still goes to GSSAPI (which has the final word) only when MIT's own replay
+        // cache is in force; otherwise it could not be checked for replay.
+        let info = iwa_proto::krb5::parse_initial_context_token(token);
+        let describe = |info: &Result<iwa_proto::krb5::ApReqInfo<'_>, _>| {
+            info.as_ref().ok().map(|i| {
+                format!(
+                    "ticket for {} ({}, {})",
+                    i.service_principal(),
+                    i.ticket_kvno
+                        .map_or_else(|| "no kvno".to_owned(), |k| format!("kvno {k}")),
+                    crate::keytab::enctype_name(i32::try_from(i.ticket_etype).unwrap_or(-1)),
+                )
+            })
+        };
+        if self.replay.is_some() {
+            if let Err(e) = &info {
+                return Err(AuthError::MalformedKerberos(e.clone()));
+            }
+        }
+        let step = gss::accept(&self.cred, token, channel_bindings)
+            .map_err(|e| AuthError::kerberos(e).with_ticket(describe(&info)))?;
+        match step {
             Step::ContinueNeeded(_) => Err(AuthError::ContinueNeeded),
             Step::Complete(acc) => {
-                let mut identity =
-                    Identity::from_principal(&acc.principal, AuthMethod::Kerberos, &self.realm_domains);
+                if let (Some(cache), Ok(i)) = (&self.replay, &info) {
+                    if !cache.insert_new(replay_tag(i.authenticator_cipher), Instant::now()) {
+                        return Err(AuthError::Replay {
+                            ticket: describe(&info),
+                        });
+                    }
+                }
+                let mut identity = Identity::from_principal(
+                    &acc.principal,
+                    AuthMethod::Kerberos,
+                    &self.realm_domains,
+                );
                 identity.expires = SystemTime::now()
                     .checked_add(Duration::from_secs(u64::from(acc.lifetime_secs)));
                 Ok((identity, (acc.output_token, acc.context), acc.flags))
@@ -221,7 +280,8 @@ impl Authenticator {
                 let response_header = success.response_token.map(|t| {
                     let v = authz::challenge_value(ChallengeScheme::Negotiate, Some(&t));
                     // base64 and a fixed scheme name are always a valid header value.
-                    HeaderValue::from_str(&v).unwrap_or_else(|_| HeaderValue::from_static("Negotiate"))
+                    HeaderValue::from_str(&v)
+                        .unwrap_or_else(|_| HeaderValue::from_static("Negotiate"))
                 });
                 Outcome::Authenticated(Authenticated {
                     identity: success.identity,

@@ -132,14 +132,22 @@ pub enum AuthError {
     MechanismNotEnabled(String),
     #[error("SPNEGO token carries no mechanism token for {0}; a multi-round mechanism negotiation is not supported")]
     NoMechToken(String),
-    #[error("{}: {gss}", .kind.explain())]
+    #[error("{}: {gss}{}", .kind.explain(), .ticket.as_deref().map(|t| format!(" [{t}]")).unwrap_or_default())]
     Kerberos {
         kind: KerberosFailure,
         gss: GssError,
+        /// What the AP-REQ said in clear text (service principal, kvno, enctype).
+        ticket: Option<String>,
     },
+    #[error("{}{}", KerberosFailure::Replay.explain(), .ticket.as_deref().map(|t| format!(" [{t}]")).unwrap_or_default())]
+    Replay { ticket: Option<String> },
+    #[error("malformed Kerberos token: {0}")]
+    MalformedKerberos(iwa_proto::krb5::Krb5Error),
     #[error("SPNEGO mechListMIC did not verify: {0}")]
     BadMechListMic(GssError),
-    #[error("the Kerberos exchange needs another round trip, which HTTP Negotiate does not allow here")]
+    #[error(
+        "the Kerberos exchange needs another round trip, which HTTP Negotiate does not allow here"
+    )]
     ContinueNeeded,
     #[error("internal error: {0}")]
     Internal(String),
@@ -150,7 +158,16 @@ impl AuthError {
         AuthError::Kerberos {
             kind: KerberosFailure::classify(&gss),
             gss,
+            ticket: None,
         }
+    }
+
+    /// Adds the ticket's clear-text description to a Kerberos failure.
+    pub fn with_ticket(mut self, description: Option<String>) -> Self {
+        if let AuthError::Kerberos { ticket, .. } = &mut self {
+            *ticket = description;
+        }
+        self
     }
 
     /// A short stable code for logs and metrics.
@@ -177,6 +194,8 @@ impl AuthError {
                 KerberosFailure::ReplayCacheUnavailable => "kerberos_rcache_unavailable",
                 KerberosFailure::Other => "kerberos_other",
             },
+            AuthError::Replay { .. } => "kerberos_replay",
+            AuthError::MalformedKerberos(_) => "kerberos_defective_token",
             AuthError::BadMechListMic(_) => "bad_mech_list_mic",
             AuthError::ContinueNeeded => "continue_needed",
             AuthError::Internal(_) => "internal",
@@ -279,11 +298,23 @@ pub fn unauthenticated_response(
 ) -> Response<Full<Bytes>> {
     let status = err.map_or(StatusCode::UNAUTHORIZED, AuthError::status);
     let (code, message) = match err {
-        None => ("authentication_required", "Authentication required: sign in with your Windows/Kerberos account."),
-        Some(e) if status == StatusCode::BAD_REQUEST => (e.code(), "The Authorization header is malformed."),
-        Some(e) if status == StatusCode::SERVICE_UNAVAILABLE => (e.code(), "Authentication is temporarily unavailable."),
-        Some(e) if status == StatusCode::INTERNAL_SERVER_ERROR => (e.code(), "Internal error during authentication."),
-        Some(e) => (e.code(), "Authentication failed: your credentials were not accepted."),
+        None => (
+            "authentication_required",
+            "Authentication required: sign in with your Windows/Kerberos account.",
+        ),
+        Some(e) if status == StatusCode::BAD_REQUEST => {
+            (e.code(), "The Authorization header is malformed.")
+        }
+        Some(e) if status == StatusCode::SERVICE_UNAVAILABLE => {
+            (e.code(), "Authentication is temporarily unavailable.")
+        }
+        Some(e) if status == StatusCode::INTERNAL_SERVER_ERROR => {
+            (e.code(), "Internal error during authentication.")
+        }
+        Some(e) => (
+            e.code(),
+            "Authentication failed: your credentials were not accepted.",
+        ),
     };
     let mut resp = error_page(status, code, message, accept);
     if status == StatusCode::UNAUTHORIZED {
@@ -321,14 +352,38 @@ mod tests {
     #[test]
     fn classifies_mit_minor_codes() {
         use crate::gss::major;
-        assert_eq!(KerberosFailure::classify(&gss(major::FAILURE, -1765328350)), KerberosFailure::Replay);
-        assert_eq!(KerberosFailure::classify(&gss(major::FAILURE, -1765328347)), KerberosFailure::ClockSkew);
-        assert_eq!(KerberosFailure::classify(&gss(major::FAILURE, -1765328203)), KerberosFailure::NoKeyForPrincipal);
-        assert_eq!(KerberosFailure::classify(&gss(major::FAILURE, -1765328154)), KerberosFailure::KeyVersionMismatch);
-        assert_eq!(KerberosFailure::classify(&gss(major::DEFECTIVE_TOKEN, 0)), KerberosFailure::DefectiveToken);
-        assert_eq!(KerberosFailure::classify(&gss(major::BAD_BINDINGS, 0)), KerberosFailure::ChannelBindingMismatch);
-        assert_eq!(KerberosFailure::classify(&gss(major::DUPLICATE_TOKEN_INFO, 0)), KerberosFailure::Replay);
-        assert_eq!(KerberosFailure::classify(&gss(major::FAILURE, 12345)), KerberosFailure::Other);
+        assert_eq!(
+            KerberosFailure::classify(&gss(major::FAILURE, -1765328350)),
+            KerberosFailure::Replay
+        );
+        assert_eq!(
+            KerberosFailure::classify(&gss(major::FAILURE, -1765328347)),
+            KerberosFailure::ClockSkew
+        );
+        assert_eq!(
+            KerberosFailure::classify(&gss(major::FAILURE, -1765328203)),
+            KerberosFailure::NoKeyForPrincipal
+        );
+        assert_eq!(
+            KerberosFailure::classify(&gss(major::FAILURE, -1765328154)),
+            KerberosFailure::KeyVersionMismatch
+        );
+        assert_eq!(
+            KerberosFailure::classify(&gss(major::DEFECTIVE_TOKEN, 0)),
+            KerberosFailure::DefectiveToken
+        );
+        assert_eq!(
+            KerberosFailure::classify(&gss(major::BAD_BINDINGS, 0)),
+            KerberosFailure::ChannelBindingMismatch
+        );
+        assert_eq!(
+            KerberosFailure::classify(&gss(major::DUPLICATE_TOKEN_INFO, 0)),
+            KerberosFailure::Replay
+        );
+        assert_eq!(
+            KerberosFailure::classify(&gss(major::FAILURE, 12345)),
+            KerberosFailure::Other
+        );
     }
 
     #[test]

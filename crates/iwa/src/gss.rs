@@ -68,9 +68,8 @@ fn status_text(code: u32, kind: i32, mech: sys::gss_OID) -> String {
         let mut buf = empty_buffer();
         // SAFETY: all pointers are valid for the duration of the call; `buf` is
         // released below with gss_release_buffer, as the API requires.
-        let major = unsafe {
-            sys::gss_display_status(&mut minor, code, kind, mech, &mut ctx, &mut buf)
-        };
+        let major =
+            unsafe { sys::gss_display_status(&mut minor, code, kind, mech, &mut ctx, &mut buf) };
         if major != 0 {
             break;
         }
@@ -184,9 +183,8 @@ impl OwnedName {
         let mut minor = 0;
         let mut out = OwnedBuffer::new();
         // SAFETY: `self.0` is a valid name; `out` is released by its Drop.
-        let major = unsafe {
-            sys::gss_display_name(&mut minor, self.0, &mut out.0, ptr::null_mut())
-        };
+        let major =
+            unsafe { sys::gss_display_name(&mut minor, self.0, &mut out.0, ptr::null_mut()) };
         if major != 0 {
             return Err(gss_error(major, minor));
         }
@@ -337,9 +335,8 @@ impl SecContext {
         };
         let mut minor = 0;
         // SAFETY: both buffers borrow live slices for the call; GSSAPI only reads them.
-        let major = unsafe {
-            sys::gss_verify_mic(&mut minor, self.0, &mut msg, &mut tok, ptr::null_mut())
-        };
+        let major =
+            unsafe { sys::gss_verify_mic(&mut minor, self.0, &mut msg, &mut tok, ptr::null_mut()) };
         if major != 0 {
             return Err(gss_error(major, minor));
         }

@@ -174,7 +174,14 @@ fn parse_entry(body: &[u8]) -> Option<KeytabEntry> {
 mod tests {
     use super::*;
 
-    fn entry(comps: &[&str], realm: &str, kvno: u8, enctype: u16, key: &[u8], vno32: Option<u32>) -> Vec<u8> {
+    fn entry(
+        comps: &[&str],
+        realm: &str,
+        kvno: u8,
+        enctype: u16,
+        key: &[u8],
+        vno32: Option<u32>,
+    ) -> Vec<u8> {
         let mut b = Vec::new();
         b.extend_from_slice(&(comps.len() as u16).to_be_bytes());
         b.extend_from_slice(&(realm.len() as u16).to_be_bytes());
@@ -200,10 +207,24 @@ mod tests {
     #[test]
     fn parses_entries_holes_and_vno32() {
         let mut kt = vec![0x05, 0x02];
-        kt.extend(entry(&["HTTP", "localhost"], "IWA.TEST", 2, 18, &[7; 32], Some(2)));
+        kt.extend(entry(
+            &["HTTP", "localhost"],
+            "IWA.TEST",
+            2,
+            18,
+            &[7; 32],
+            Some(2),
+        ));
         kt.extend((-6i32).to_be_bytes());
         kt.extend([0u8; 6]);
-        kt.extend(entry(&["HTTP", "localhost"], "IWA.TEST", 3, 23, &[9; 16], Some(300)));
+        kt.extend(entry(
+            &["HTTP", "localhost"],
+            "IWA.TEST",
+            3,
+            23,
+            &[9; 16],
+            Some(300),
+        ));
         kt.extend(0i32.to_be_bytes());
         let got = parse(&kt).unwrap();
         assert_eq!(got.len(), 2);
@@ -217,10 +238,18 @@ mod tests {
     #[test]
     fn rejects_bad_input_without_panicking() {
         assert_eq!(parse(&[]), Err(KeytabError::Empty));
-        assert_eq!(parse(&[0x05, 0x01]), Err(KeytabError::UnsupportedVersion(0x0501)));
+        assert_eq!(
+            parse(&[0x05, 0x01]),
+            Err(KeytabError::UnsupportedVersion(0x0501))
+        );
         let mut kt = vec![0x05, 0x02];
         kt.extend(entry(&["HTTP", "x"], "R", 1, 18, &[1; 32], None));
-        for cut in 2..kt.len() {
+        assert_eq!(
+            parse(&kt[..2]),
+            Ok(vec![]),
+            "a header alone is an empty keytab"
+        );
+        for cut in 3..kt.len() {
             assert!(parse(&kt[..cut]).is_err(), "cut at {cut}");
         }
         let mut huge = vec![0x05, 0x02];

@@ -40,6 +40,11 @@ pub enum Policy {
 #[derive(Debug, Clone)]
 pub struct ChallengeHint(pub Challenge);
 
+/// Put into the extensions of a response to an authenticated request (for access
+/// logs): the user as `X-Remote-User` shows it. Never sent to the client.
+#[derive(Debug, Clone)]
+pub struct AuthenticatedUser(pub String);
+
 /// The response body: the inner service's, or one of ours.
 pub type IwaBody<B> = Either<B, Full<Bytes>>;
 
@@ -127,8 +132,10 @@ where
             match outcome {
                 Outcome::Authenticated(done) => {
                     info!(target: "iwa::audit", event = "auth_ok", user = %done.identity.principal, method = %done.identity.method);
+                    let user = AuthenticatedUser(done.identity.remote_user());
                     req.extensions_mut().insert(done.identity);
                     let mut resp = inner.call(req).await?.map(Either::Left);
+                    resp.extensions_mut().insert(user);
                     if let Some(v) = done.response_header {
                         resp.headers_mut().append(WWW_AUTHENTICATE, v);
                     }
@@ -139,12 +146,12 @@ where
                         .insert(ChallengeHint(auth.challenge().clone()));
                     Ok(inner.call(req).await?.map(Either::Left))
                 }
-                Outcome::NoCredentials => Ok(unauthenticated_response(
-                    None,
-                    auth.challenge(),
-                    accept.as_ref(),
-                )
-                .map(Either::Right)),
+                Outcome::NoCredentials => {
+                    Ok(
+                        unauthenticated_response(None, auth.challenge(), accept.as_ref())
+                            .map(Either::Right),
+                    )
+                }
                 Outcome::Failed(err) => {
                     log_failure(&err);
                     Ok(

@@ -30,6 +30,7 @@ pub mod headers;
 pub mod identity;
 pub mod keytab;
 pub mod layer;
+pub mod replay;
 
 pub use auth::{Authenticated, Authenticator, KerberosAcceptor, KerberosSettings, Outcome};
 pub use error::{AuthError, Challenge, KerberosFailure};

@@ -1,0 +1,18 @@
+//! Wire codecs for iwa: no I/O, no unsafe.
+//!
+//! - [`authz`]: the `Authorization` / `WWW-Authenticate` grammar for the
+//!   Negotiate (RFC 4559) and NTLM schemes.
+//! - [`der`]: one bounded DER reader (sub-readers cannot run past their
+//!   element) and a few writer helpers.
+//! - [`spnego`]: SPNEGO (RFC 4178) `NegTokenInit` / `NegTokenResp` and the
+//!   RFC 2743 initial-token framing.
+//!
+//! Every parser takes `&[u8]`, bounds its input up front, returns a typed value
+//! or a typed `#[non_exhaustive]` error, never panics, and is fuzzed (`fuzz/`).
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod authz;
+pub mod der;
+pub mod krb5;
+pub mod spnego;
