@@ -3,5 +3,6 @@
 
 pub mod check;
 pub mod config;
+pub mod demo;
 pub mod proxy;
 pub mod server;

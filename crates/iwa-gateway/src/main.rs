@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 use iwa_gateway::config::{Config, LogFormat};
-use iwa_gateway::{check, server};
+use iwa_gateway::{check, demo, server};
 use tracing::{error, info};
 
 /// iwa: Integrated Windows Authentication (Kerberos SSO) in front of any web app.
@@ -27,6 +27,13 @@ enum Command {
     Check {
         #[arg(short, long, default_value = "/etc/iwa/iwa.toml")]
         config: PathBuf,
+    },
+    /// Show single sign-on working on a throwaway loopback realm (needs the MIT KDC
+    /// packages and curl; `scripts/demo` installs them).
+    Demo {
+        /// Exit after one authenticated request instead of waiting for Ctrl-C.
+        #[arg(long)]
+        once: bool,
     },
 }
 
@@ -59,6 +66,13 @@ fn main() -> ExitCode {
             }
         }
         Command::Serve { config } => serve(&config),
+        Command::Demo { once } => match demo::run(demo::DemoOptions { once }) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("demo failed: {e}");
+                ExitCode::FAILURE
+            }
+        },
     }
 }
 
