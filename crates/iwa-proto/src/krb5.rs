@@ -6,10 +6,8 @@
 
 use crate::der::{DerError, Reader, Tag};
 
-/// DER contents of the Kerberos v5 mechanism OID 1.2.840.113554.1.2.2.
-pub const KRB5_OID: &[u8] = b"\x2a\x86\x48\x86\xf7\x12\x01\x02\x02";
-/// DER contents of Microsoft's legacy Kerberos OID 1.2.840.48018.1.2.2.
-pub const MS_KRB5_OID: &[u8] = b"\x2a\x86\x48\x82\xf7\x12\x01\x02\x02";
+use crate::spnego::oids::{KERBEROS as KRB5_OID, MS_KERBEROS as MS_KRB5_OID};
+
 /// GSS token id of a KRB_AP_REQ (RFC 4121 §4.1).
 const TOK_ID_AP_REQ: [u8; 2] = [0x01, 0x00];
 /// `[APPLICATION 14]` constructed: AP-REQ.
