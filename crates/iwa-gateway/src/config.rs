@@ -33,6 +33,8 @@ pub struct Kerberos {
     pub service_principal: Option<String>,
     pub realm_domains: BTreeMap<String, String>,
     pub replay_cache: Option<String>,
+    /// Remember a Kerberos login for the rest of its TCP connection.
+    pub connection_bound: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -104,6 +106,7 @@ const KERBEROS_KEYS: &[&str] = &[
     "service_principal",
     "realm_domains",
     "replay_cache",
+    "connection_bound",
 ];
 const LOG_KEYS: &[&str] = &["level", "format", "access"];
 
@@ -142,6 +145,21 @@ impl Walker {
                     None,
                 );
                 None
+            }
+        }
+    }
+
+    fn boolean(&mut self, table: &Table, prefix: &str, key: &str, default: bool) -> bool {
+        match table.get(key) {
+            None => default,
+            Some(Value::Boolean(b)) => *b,
+            Some(other) => {
+                self.err(
+                    &join(prefix, key),
+                    format!("expected true or false, found {}", other.type_str()),
+                    None,
+                );
+                default
             }
         }
     }
@@ -427,6 +445,8 @@ impl Config {
             ),
         }
 
+        let connection_bound = w.boolean(kerberos_t, "kerberos", "connection_bound", false);
+
         let log_t = w.table(&table, "log").unwrap_or(&empty);
         w.unknown_keys(log_t, "log", LOG_KEYS);
         let level = w
@@ -477,6 +497,7 @@ impl Config {
                     service_principal,
                     realm_domains,
                     replay_cache,
+                    connection_bound,
                 },
                 log: Log {
                     level,

@@ -13,7 +13,7 @@ use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use iwa::layer::{AuthenticatedUser, IwaBody};
+use iwa::layer::{AuthenticatedUser, ConnectionAuth, IwaBody};
 use iwa::{Authenticator, IdentityHeaders, IwaLayer};
 use tokio::net::TcpListener;
 use tower_layer::Layer;
@@ -26,6 +26,7 @@ use crate::proxy::{ProxyBody, ProxyService, Upstream};
 /// Everything a connection needs, shared.
 pub struct Gateway {
     pub access_log: bool,
+    pub connection_bound: bool,
     pub auth: Arc<Authenticator>,
     pub upstream: Arc<Upstream>,
     pub identity_headers: Arc<IdentityHeaders>,
@@ -61,6 +62,7 @@ impl Gateway {
         ));
         Ok(Gateway {
             access_log: config.log.access,
+            connection_bound: config.kerberos.connection_bound,
             auth: Arc::new(auth),
             upstream,
             identity_headers,
@@ -134,12 +136,16 @@ pub async fn serve(
         };
         let authed = IwaLayer::new(gateway.auth.clone())
             .identity_headers(gateway.identity_headers.clone())
+            .connection_bound(gateway.connection_bound)
             .layer(proxy);
+        // This connection's own login memory (used only when connection_bound is on).
+        let conn_auth = ConnectionAuth::default();
         let headers = gateway.identity_headers.clone();
         let access_log = gateway.access_log;
         let svc = hyper::service::service_fn(move |mut req: Request<Incoming>| {
             let mut authed = authed.clone();
             let headers = headers.clone();
+            req.extensions_mut().insert(conn_auth.clone());
             async move {
                 if let Some(r) = internal(&req) {
                     return Ok::<_, Infallible>(r.map(Either::Right));

@@ -7,8 +7,9 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
+use std::time::SystemTime;
 
 use bytes::Bytes;
 use http::header::{ACCEPT, AUTHORIZATION, WWW_AUTHENTICATE};
@@ -18,7 +19,7 @@ use tower_layer::Layer;
 use tower_service::Service;
 use tracing::{info, warn};
 
-use crate::auth::{Authenticator, Outcome};
+use crate::auth::{Authenticated, Authenticator, Outcome};
 use crate::error::{unauthenticated_response, AuthError, Challenge};
 use crate::headers::IdentityHeaders;
 use crate::identity::Identity;
@@ -40,6 +41,33 @@ pub enum Policy {
 #[derive(Debug, Clone)]
 pub struct ChallengeHint(pub Challenge);
 
+/// Per-connection authentication state. A server that gives each TCP connection its own
+/// value and puts it into the extensions of every request on that connection (the iwa
+/// gateway does) lets [`IwaLayer::connection_bound`] remember a successful login for the
+/// rest of the connection, as IIS does (`authPersistNonNTLM`) and mod_auth_gssapi's
+/// `GssapiConnectionBound`. Without it, nothing is remembered.
+///
+/// Only sound when every request on a connection comes from the same client: never
+/// behind an HTTP load balancer that pools connections across users.
+#[derive(Debug, Clone, Default)]
+pub struct ConnectionAuth(Arc<Mutex<Option<Identity>>>);
+
+impl ConnectionAuth {
+    fn get(&self) -> Option<Identity> {
+        let guard = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let id = guard.as_ref()?;
+        // A connection outliving the ticket must authenticate again.
+        match id.expires {
+            Some(t) if t <= SystemTime::now() => None,
+            _ => Some(id.clone()),
+        }
+    }
+
+    fn set(&self, identity: Option<Identity>) {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = identity;
+    }
+}
+
 /// Put into the extensions of a response to an authenticated request (for access
 /// logs): the user as `X-Remote-User` shows it. Never sent to the client.
 #[derive(Debug, Clone)]
@@ -54,6 +82,7 @@ pub struct IwaLayer {
     auth: Arc<Authenticator>,
     headers: Arc<IdentityHeaders>,
     policy: Policy,
+    connection_bound: bool,
 }
 
 impl IwaLayer {
@@ -62,7 +91,15 @@ impl IwaLayer {
             auth,
             headers: Arc::new(IdentityHeaders::default()),
             policy: Policy::Required,
+            connection_bound: false,
         }
+    }
+
+    /// Remember a login for the rest of its connection (needs [`ConnectionAuth`] in the
+    /// request extensions; off by default).
+    pub fn connection_bound(mut self, on: bool) -> Self {
+        self.connection_bound = on;
+        self
     }
 
     pub fn policy(mut self, policy: Policy) -> Self {
@@ -85,6 +122,7 @@ impl<S> Layer<S> for IwaLayer {
             auth: self.auth.clone(),
             headers: self.headers.clone(),
             policy: self.policy,
+            connection_bound: self.connection_bound,
         }
     }
 }
@@ -96,6 +134,7 @@ pub struct IwaService<S> {
     auth: Arc<Authenticator>,
     headers: Arc<IdentityHeaders>,
     policy: Policy,
+    connection_bound: bool,
 }
 
 fn log_failure(err: &AuthError) {
@@ -124,14 +163,45 @@ where
         let auth = self.auth.clone();
         let headers = self.headers.clone();
         let policy = self.policy;
+        let conn = if self.connection_bound {
+            req.extensions().get::<ConnectionAuth>().cloned()
+        } else {
+            None
+        };
         Box::pin(async move {
             headers.strip(req.headers_mut());
-            let outcome = auth.authenticate(req.headers()).await;
+            let mut fresh = true;
+            let outcome = match auth.authenticate(req.headers()).await {
+                // No new credentials on a connection that already authenticated.
+                Outcome::NoCredentials => match conn.as_ref().and_then(ConnectionAuth::get) {
+                    Some(identity) => {
+                        fresh = false;
+                        Outcome::Authenticated(Authenticated {
+                            identity,
+                            response_header: None,
+                        })
+                    }
+                    None => Outcome::NoCredentials,
+                },
+                // A new Authorization header starts over: success replaces the
+                // connection's identity, failure forgets it.
+                other => {
+                    if let Some(conn) = &conn {
+                        conn.set(match &other {
+                            Outcome::Authenticated(a) => Some(a.identity.clone()),
+                            _ => None,
+                        });
+                    }
+                    other
+                }
+            };
             req.headers_mut().remove(AUTHORIZATION);
             let accept = req.headers().get(ACCEPT).cloned();
             match outcome {
                 Outcome::Authenticated(done) => {
-                    info!(target: "iwa::audit", event = "auth_ok", user = %done.identity.principal, method = %done.identity.method);
+                    if fresh {
+                        info!(target: "iwa::audit", event = "auth_ok", user = %done.identity.principal, method = %done.identity.method);
+                    }
                     let user = AuthenticatedUser(done.identity.remote_user());
                     req.extensions_mut().insert(done.identity);
                     let mut resp = inner.call(req).await?.map(Either::Left);
