@@ -6,6 +6,8 @@
 //!   element) and a few writer helpers.
 //! - [`spnego`]: SPNEGO (RFC 4178) `NegTokenInit` / `NegTokenResp` and the
 //!   RFC 2743 initial-token framing.
+//! - [`ntlm`]: NTLM (MS-NLMP) messages, AV_PAIR lists, the NTLMv2 math and
+//!   an NTLMv2-only server handshake state machine.
 //!
 //! Every parser takes `&[u8]`, bounds its input up front, returns a typed value
 //! or a typed `#[non_exhaustive]` error, never panics, and is fuzzed (`fuzz/`).
@@ -15,4 +17,5 @@
 pub mod authz;
 pub mod der;
 pub mod krb5;
+pub mod ntlm;
 pub mod spnego;
