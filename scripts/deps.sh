@@ -36,6 +36,8 @@ as_root() {
 # --- Debian packages ---------------------------------------------------------------
 apt_wanted=(krb5-kdc krb5-admin-server krb5-user libkrb5-dev libclang-dev pkg-config curl python3-pip)
 apt_missing=()
+# Java's HttpURLConnection is one of the NTLM test clients; any JDK on PATH will do.
+command -v javac >/dev/null 2>&1 || apt_wanted+=(default-jdk-headless)
 for p in "${apt_wanted[@]}"; do
     status="$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)"
     [[ "$status" == "install ok installed" ]] || apt_missing+=("$p")

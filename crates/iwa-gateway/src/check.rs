@@ -28,15 +28,43 @@ pub fn check(path: &Path) -> Report {
     let _ = writeln!(text, "config {}: OK", path.display());
     let _ = writeln!(text, "  listen  {}", config.listen);
     let _ = writeln!(text, "  backend {}", config.backend.url);
-    let (kt_text, ok) = check_keytab(&config);
-    text.push_str(&kt_text);
+    let mut ok = true;
+    if let Some(k) = &config.kerberos {
+        let (kt_text, kt_ok) = check_keytab(k);
+        text.push_str(&kt_text);
+        ok &= kt_ok;
+    } else {
+        text.push_str("kerberos: not configured\n");
+    }
+    match &config.ntlm {
+        Some(n) => {
+            let _ = writeln!(
+                text,
+                "ntlm: domain {}, validator {:?}",
+                n.domain, n.validator
+            );
+            let crate::config::NtlmValidatorConfig::Local { users_file } = &n.validator;
+            {
+                match iwa::ntlm::LocalValidator::load(users_file, &n.domain) {
+                    Ok(_) => {
+                        let _ = writeln!(text, "  users file {}: OK", users_file.display());
+                    }
+                    Err(e) => {
+                        let _ = writeln!(text, "error: {e}");
+                        ok = false;
+                    }
+                }
+            }
+        }
+        None => text.push_str("ntlm: not configured\n"),
+    }
     Report { text, ok }
 }
 
-fn check_keytab(config: &Config) -> (String, bool) {
+fn check_keytab(kerberos: &crate::config::Kerberos) -> (String, bool) {
     let mut out = String::new();
     let mut ok = true;
-    let path = &config.kerberos.keytab;
+    let path = &kerberos.keytab;
     let data = match std::fs::read(path) {
         Ok(d) => d,
         Err(e) => {
@@ -85,7 +113,7 @@ fn check_keytab(config: &Config) -> (String, bool) {
         let _ = writeln!(out, "error: the keytab holds no keys");
         ok = false;
     }
-    match &config.kerberos.service_principal {
+    match &kerberos.service_principal {
         Some(sp) => {
             let found = by_principal.keys().any(|p| principal_matches(p, sp));
             if found {
@@ -114,9 +142,9 @@ fn check_keytab(config: &Config) -> (String, bool) {
     }
     let settings = iwa::KerberosSettings {
         keytab: path.clone(),
-        service_principal: config.kerberos.service_principal.clone(),
-        replay_cache: config.kerberos.replay_cache.clone(),
-        realm_domains: config.kerberos.realm_domains.clone(),
+        service_principal: kerberos.service_principal.clone(),
+        replay_cache: kerberos.replay_cache.clone(),
+        realm_domains: kerberos.realm_domains.clone(),
     };
     match iwa::KerberosAcceptor::new(&settings) {
         Ok(_) => {

@@ -16,7 +16,8 @@ pub struct Config {
     pub listen: SocketAddr,
     pub shutdown_timeout: Duration,
     pub backend: Backend,
-    pub kerberos: Kerberos,
+    pub kerberos: Option<Kerberos>,
+    pub ntlm: Option<Ntlm>,
     pub log: Log,
 }
 
@@ -35,6 +36,25 @@ pub struct Kerberos {
     pub replay_cache: Option<String>,
     /// Remember a Kerberos login for the rest of its TCP connection.
     pub connection_bound: bool,
+}
+
+/// Which NTLM validator checks the client's proof.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NtlmValidatorConfig {
+    /// NT hashes from a users file.
+    Local { users_file: PathBuf },
+}
+
+#[derive(Debug, Clone)]
+pub struct Ntlm {
+    pub validator: NtlmValidatorConfig,
+    pub domain: String,
+    pub computer_name: String,
+    pub dns_domain: Option<String>,
+    pub offer_ntlm_scheme: bool,
+    pub max_clock_skew: Duration,
+    pub handshake_timeout: Duration,
+    pub require_mic: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -99,7 +119,26 @@ impl fmt::Display for ConfigErrors {
 
 impl std::error::Error for ConfigErrors {}
 
-const TOP_KEYS: &[&str] = &["listen", "shutdown_timeout", "backend", "kerberos", "log"];
+const TOP_KEYS: &[&str] = &[
+    "listen",
+    "shutdown_timeout",
+    "backend",
+    "kerberos",
+    "ntlm",
+    "log",
+];
+const NTLM_KEYS: &[&str] = &[
+    "enabled",
+    "validator",
+    "users_file",
+    "domain",
+    "computer_name",
+    "dns_domain",
+    "offer_ntlm_scheme",
+    "max_clock_skew",
+    "handshake_timeout",
+    "require_mic",
+];
 const BACKEND_KEYS: &[&str] = &["url", "connect_timeout"];
 const KERBEROS_KEYS: &[&str] = &[
     "keytab",
@@ -352,19 +391,16 @@ impl Config {
             Duration::from_secs(5),
         );
 
-        let kerberos_t = match w.table(&table, "kerberos") {
-            Some(t) => t,
-            None => {
-                if !table.contains_key("kerberos") {
-                    w.err(
-                        "kerberos",
-                        "missing section",
-                        Some("[kerberos]\nkeytab = \"/etc/iwa/http.keytab\"".into()),
-                    );
-                }
-                &empty
-            }
-        };
+        let has_kerberos = table.contains_key("kerberos");
+        let has_ntlm = table.contains_key("ntlm");
+        if !has_kerberos && !has_ntlm {
+            w.err(
+                "kerberos",
+                "missing section: configure [kerberos], [ntlm] or both",
+                Some("[kerberos]\nkeytab = \"/etc/iwa/http.keytab\"".into()),
+            );
+        }
+        let kerberos_t = w.table(&table, "kerberos").unwrap_or(&empty);
         w.unknown_keys(kerberos_t, "kerberos", KERBEROS_KEYS);
         let keytab = match w.string(kerberos_t, "kerberos", "keytab") {
             Some(s) if s.is_empty() => {
@@ -468,37 +504,105 @@ impl Config {
             }
         };
 
-        let access = match log_t.get("access") {
-            None => false,
-            Some(Value::Boolean(b)) => *b,
-            Some(other) => {
+        let access = w.boolean(log_t, "log", "access", false);
+
+        let ntlm_t = w.table(&table, "ntlm").unwrap_or(&empty);
+        w.unknown_keys(ntlm_t, "ntlm", NTLM_KEYS);
+        let ntlm_enabled = has_ntlm && w.boolean(ntlm_t, "ntlm", "enabled", true);
+        let validator_name = w
+            .string(ntlm_t, "ntlm", "validator")
+            .unwrap_or_else(|| "local".into());
+        let users_file = w.string(ntlm_t, "ntlm", "users_file").map(|f| base.join(f));
+        let ntlm_validator = match validator_name.as_str() {
+            "local" => match &users_file {
+                Some(f) => {
+                    if ntlm_enabled {
+                        if let Err(e) = iwa::ntlm::LocalValidator::load(f, "") {
+                            w.err("ntlm.users_file", e, Some("lines are DOMAIN\\user:<NT hash>; make them with `iwa hash --user 'DOMAIN\\user'`".into()));
+                        }
+                    }
+                    Some(NtlmValidatorConfig::Local {
+                        users_file: f.clone(),
+                    })
+                }
+                None => {
+                    if ntlm_enabled {
+                        w.err(
+                            "ntlm.users_file",
+                            "missing (the local validator needs it)",
+                            Some("users_file = \"/etc/iwa/ntlm-users\"".into()),
+                        );
+                    }
+                    None
+                }
+            },
+            other => {
                 w.err(
-                    "log.access",
-                    format!("expected true or false, found {}", other.type_str()),
-                    None,
+                    "ntlm.validator",
+                    format!("unknown validator `{other}`"),
+                    Some("\"local\" (a users file of NT hashes)".into()),
                 );
-                false
+                None
             }
+        };
+        let ntlm_domain = w.string(ntlm_t, "ntlm", "domain");
+        if ntlm_enabled && ntlm_domain.as_deref().is_none_or(str::is_empty) {
+            w.err(
+                "ntlm.domain",
+                "missing",
+                Some("the NetBIOS domain name, e.g. domain = \"EXAMPLE\"".into()),
+            );
+        }
+        let computer_name = w
+            .string(ntlm_t, "ntlm", "computer_name")
+            .unwrap_or_else(|| "IWA".into());
+        let dns_domain = w.string(ntlm_t, "ntlm", "dns_domain");
+        let offer_ntlm_scheme = w.boolean(ntlm_t, "ntlm", "offer_ntlm_scheme", true);
+        let max_clock_skew = w.duration(ntlm_t, "ntlm", "max_clock_skew", Duration::from_secs(300));
+        let handshake_timeout =
+            w.duration(ntlm_t, "ntlm", "handshake_timeout", Duration::from_secs(30));
+        let require_mic = w.boolean(ntlm_t, "ntlm", "require_mic", false);
+        let ntlm = match (ntlm_enabled, ntlm_validator, ntlm_domain) {
+            (true, Some(validator), Some(domain)) => Some(Ntlm {
+                validator,
+                domain,
+                computer_name,
+                dns_domain,
+                offer_ntlm_scheme,
+                max_clock_skew,
+                handshake_timeout,
+                require_mic,
+            }),
+            _ => None,
         };
 
         if !w.errors.is_empty() {
             return Err(w.errors);
         }
-        match (listen, url, keytab) {
-            (Some(listen), Some(url), Some(keytab)) => Ok(Config {
+        let kerberos = keytab.map(|keytab| Kerberos {
+            keytab,
+            service_principal,
+            realm_domains,
+            replay_cache,
+            connection_bound,
+        });
+        if kerberos.is_none() && ntlm.is_none() {
+            return Err(vec![ConfigError {
+                key: "ntlm.enabled".into(),
+                message: "no authentication method is enabled".into(),
+                hint: Some("configure [kerberos] or enable [ntlm]".into()),
+            }]);
+        }
+        match (listen, url) {
+            (Some(listen), Some(url)) => Ok(Config {
                 listen,
                 shutdown_timeout,
                 backend: Backend {
                     url,
                     connect_timeout,
                 },
-                kerberos: Kerberos {
-                    keytab,
-                    service_principal,
-                    realm_domains,
-                    replay_cache,
-                    connection_bound,
-                },
+                kerberos,
+                ntlm,
                 log: Log {
                     level,
                     format,
@@ -581,8 +685,10 @@ mod tests {
         )
         .unwrap();
         assert_eq!(c.listen.port(), 8080);
-        assert_eq!(c.kerberos.keytab, kt);
-        assert_eq!(c.kerberos.realm_domains["EX.TEST"], "EX");
+        let k = c.kerberos.unwrap();
+        assert_eq!(k.keytab, kt);
+        assert_eq!(k.realm_domains["EX.TEST"], "EX");
+        assert!(c.ntlm.is_none());
         assert_eq!(c.shutdown_timeout, Duration::from_secs(30));
         assert_eq!(c.log.format, LogFormat::Text);
     }

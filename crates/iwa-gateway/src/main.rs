@@ -28,6 +28,13 @@ enum Command {
         #[arg(short, long, default_value = "/etc/iwa/iwa.toml")]
         config: PathBuf,
     },
+    /// Print a users-file line for the NTLM local validator. The password is read
+    /// from standard input (never from the command line).
+    Hash {
+        /// The account, as DOMAIN\\user.
+        #[arg(short, long)]
+        user: String,
+    },
     /// Show single sign-on working on a throwaway loopback realm (needs the MIT KDC
     /// packages and curl; `scripts/demo` installs them).
     Demo {
@@ -66,6 +73,7 @@ fn main() -> ExitCode {
             }
         }
         Command::Serve { config } => serve(&config),
+        Command::Hash { user } => hash(&user),
         Command::Demo { once } => match demo::run(demo::DemoOptions { once }) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
@@ -74,6 +82,40 @@ fn main() -> ExitCode {
             }
         },
     }
+}
+
+fn hash(user: &str) -> ExitCode {
+    use std::io::{BufRead, IsTerminal};
+    if !user.contains('\\') || user.starts_with('\\') || user.ends_with('\\') {
+        eprintln!(
+            "error: write the account as DOMAIN\\user (quote it in the shell: 'EXAMPLE\\alice')"
+        );
+        return ExitCode::FAILURE;
+    }
+    let stdin = std::io::stdin();
+    let tty = stdin.is_terminal();
+    if tty {
+        eprint!("password for {user} (not echoed): ");
+        let _ = std::process::Command::new("stty").arg("-echo").status();
+    }
+    let mut line = String::new();
+    let read = stdin.lock().read_line(&mut line);
+    if tty {
+        let _ = std::process::Command::new("stty").arg("echo").status();
+        eprintln!();
+    }
+    if let Err(e) = read {
+        eprintln!("error: cannot read the password: {e}");
+        return ExitCode::FAILURE;
+    }
+    let password = line.strip_suffix('\n').unwrap_or(&line);
+    let password = password.strip_suffix('\r').unwrap_or(password);
+    if password.is_empty() {
+        eprintln!("error: empty password");
+        return ExitCode::FAILURE;
+    }
+    println!("{}", iwa::ntlm::users_file_line(user, password));
+    ExitCode::SUCCESS
 }
 
 fn serve(path: &std::path::Path) -> ExitCode {

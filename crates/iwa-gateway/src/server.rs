@@ -20,7 +20,7 @@ use tower_layer::Layer;
 use tower_service::Service;
 use tracing::{debug, info, info_span, warn, Instrument};
 
-use crate::config::Config;
+use crate::config::{Config, NtlmValidatorConfig};
 use crate::proxy::{ProxyBody, ProxyService, Upstream};
 
 /// Everything a connection needs, shared.
@@ -36,24 +36,47 @@ impl Gateway {
     /// Builds the gateway from a checked configuration: acquires the Kerberos acceptor
     /// credential once, here, not per request.
     pub fn from_config(config: &Config) -> Result<Self, String> {
-        let settings = iwa::KerberosSettings {
-            keytab: config.kerberos.keytab.clone(),
-            service_principal: config.kerberos.service_principal.clone(),
-            replay_cache: config.kerberos.replay_cache.clone(),
-            realm_domains: config.kerberos.realm_domains.clone(),
+        let kerberos = match &config.kerberos {
+            Some(k) => {
+                let settings = iwa::KerberosSettings {
+                    keytab: k.keytab.clone(),
+                    service_principal: k.service_principal.clone(),
+                    replay_cache: k.replay_cache.clone(),
+                    realm_domains: k.realm_domains.clone(),
+                };
+                let acceptor = iwa::KerberosAcceptor::new(&settings).map_err(|e| {
+                    format!(
+                        "cannot use keytab {}{}: {e}",
+                        k.keytab.display(),
+                        k.service_principal
+                            .as_deref()
+                            .map(|p| format!(" for {p}"))
+                            .unwrap_or_default()
+                    )
+                })?;
+                Some(Arc::new(acceptor))
+            }
+            None => None,
         };
-        let auth = Authenticator::kerberos(&settings).map_err(|e| {
-            format!(
-                "cannot use keytab {}{}: {e}",
-                config.kerberos.keytab.display(),
-                config
-                    .kerberos
-                    .service_principal
-                    .as_deref()
-                    .map(|p| format!(" for {p}"))
-                    .unwrap_or_default()
-            )
-        })?;
+        let ntlm = match &config.ntlm {
+            Some(n) => {
+                let validator: Arc<dyn iwa::ntlm::NtlmValidator> = match &n.validator {
+                    NtlmValidatorConfig::Local { users_file } => {
+                        Arc::new(iwa::ntlm::LocalValidator::load(users_file, &n.domain)?)
+                    }
+                };
+                let mut settings = iwa::ntlm::NtlmSettings::new(n.domain.clone());
+                settings.computer_name = n.computer_name.clone();
+                settings.dns_domain = n.dns_domain.clone();
+                settings.offer_ntlm_scheme = n.offer_ntlm_scheme;
+                settings.max_clock_skew = n.max_clock_skew;
+                settings.handshake_timeout = n.handshake_timeout;
+                settings.require_mic = n.require_mic;
+                Some((settings, validator))
+            }
+            None => None,
+        };
+        let auth = Authenticator::new(kerberos, ntlm);
         let identity_headers = Arc::new(IdentityHeaders::default());
         let upstream = Arc::new(Upstream::new(
             &config.backend.url,
@@ -62,7 +85,7 @@ impl Gateway {
         ));
         Ok(Gateway {
             access_log: config.log.access,
-            connection_bound: config.kerberos.connection_bound,
+            connection_bound: config.kerberos.as_ref().is_some_and(|k| k.connection_bound),
             auth: Arc::new(auth),
             upstream,
             identity_headers,
@@ -201,6 +224,23 @@ pub async fn serve(
         () = stop_tx.closed() => info!("all connections closed"),
         () = tokio::time::sleep(drain) => warn!("drain timeout reached; closing remaining connections"),
     }
+}
+
+/// Re-reads validator files on every SIGHUP, for the life of the process.
+pub fn reload_on_sighup(gateway: Arc<Gateway>) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let Ok(mut hup) = signal(SignalKind::hangup()) else {
+        warn!("cannot listen for SIGHUP; reloads happen only when files change");
+        return;
+    };
+    tokio::spawn(async move {
+        while hup.recv().await.is_some() {
+            match gateway.auth.reload() {
+                Ok(()) => info!("SIGHUP: reloaded"),
+                Err(e) => warn!("SIGHUP: reload failed, keeping the previous state: {e}"),
+            }
+        }
+    });
 }
 
 /// Resolves on SIGTERM or SIGINT.

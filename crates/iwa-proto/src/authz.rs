@@ -351,7 +351,7 @@ mod tests {
     #[test]
     fn length_bound_checked_before_decoding() {
         let mut v = b"Negotiate ".to_vec();
-        v.extend(std::iter::repeat(b'A').take(MAX_TOKEN_B64_LEN));
+        v.extend(std::iter::repeat_n(b'A', MAX_TOKEN_B64_LEN));
         assert!(
             matches!(neg(&v), Ok(Credentials::Negotiate(t)) if t.len() == MAX_TOKEN_B64_LEN / 4 * 3)
         );
@@ -365,7 +365,7 @@ mod tests {
         );
         // Over the bound *and* invalid: the bound is reported, nothing was decoded.
         let mut v = b"NTLM ".to_vec();
-        v.extend(std::iter::repeat(b'!').take(MAX_TOKEN_B64_LEN + 1));
+        v.extend(std::iter::repeat_n(b'!', MAX_TOKEN_B64_LEN + 1));
         assert!(matches!(neg(&v), Err(AuthHeaderError::TooLong { .. })));
     }
 

@@ -512,14 +512,14 @@ mod tests {
         assert!(r.is_empty());
 
         let mut buf = vec![0x04, 0x81, 0x80];
-        buf.extend(std::iter::repeat(7).take(0x80));
+        buf.extend(std::iter::repeat_n(7, 0x80));
         let mut r = Reader::new(&buf);
         let el = r.read_element().unwrap();
         assert_eq!(el.contents().len(), 0x80);
         assert_eq!(el.raw(), &buf[..]);
 
         let mut buf = vec![0x04, 0x82, 0x01, 0x00];
-        buf.extend(std::iter::repeat(7).take(0x100));
+        buf.extend(std::iter::repeat_n(7, 0x100));
         assert_eq!(
             Reader::new(&buf).read_element().unwrap().contents().len(),
             256
@@ -541,7 +541,7 @@ mod tests {
             Err(DerError::NonMinimalLength { len: 1 })
         );
         let mut buf = vec![0x04, 0x82, 0x00, 0x80];
-        buf.extend(std::iter::repeat(0).take(0x80));
+        buf.extend(std::iter::repeat_n(0, 0x80));
         assert_eq!(
             Reader::new(&buf).read_element(),
             Err(DerError::NonMinimalLength { len: 0x80 })

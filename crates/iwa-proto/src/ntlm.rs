@@ -25,6 +25,7 @@ mod error;
 mod flags;
 pub mod messages;
 pub mod server;
+pub mod sign;
 pub mod v2;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};

@@ -18,10 +18,15 @@ use iwa_proto::authz::{self, ChallengeScheme, Credentials};
 use iwa_proto::spnego::{self, InitialToken, Mech, NegState};
 use tracing::{debug, instrument};
 
+use crate::conn::{ConnectionAuth, NtlmWrap, PendingNtlm};
 use crate::error::{AuthError, Challenge};
 use crate::gss::{self, AcceptorCred, Step};
 use crate::identity::{AuthMethod, Identity};
+use crate::ntlm::{NtlmFailure, NtlmSettings, NtlmUser, NtlmValidator};
 use crate::replay::{MemoryReplayCache, ReplayCache, Tag};
+use iwa_proto::ntlm::messages as ntlm_msg;
+use iwa_proto::ntlm::sign::{Direction, Signer};
+use iwa_proto::ntlm::ServerConfig;
 
 /// How to accept Kerberos.
 #[derive(Debug, Clone, Default)]
@@ -217,6 +222,8 @@ pub enum Outcome {
     /// should simply be challenged).
     NoCredentials,
     Authenticated(Authenticated),
+    /// A multi-leg handshake (NTLM) goes on: answer 401 with this `WWW-Authenticate`.
+    Continue(HeaderValue),
     Failed(AuthError),
 }
 
@@ -228,20 +235,57 @@ pub struct Authenticated {
     pub response_header: Option<HeaderValue>,
 }
 
+/// NTLM as configured: the handshake settings and the validator.
+#[derive(Debug)]
+struct NtlmAcceptor {
+    settings: NtlmSettings,
+    config: Arc<ServerConfig>,
+    validator: Arc<dyn NtlmValidator>,
+}
+
 /// Authenticates requests. Cheap to share (`Arc`); build one per process.
 #[derive(Debug, Clone)]
 pub struct Authenticator {
     kerberos: Option<Arc<KerberosAcceptor>>,
+    ntlm: Option<Arc<NtlmAcceptor>>,
     challenge: Challenge,
+}
+
+fn header_value(scheme: ChallengeScheme, token: &[u8]) -> HeaderValue {
+    let v = authz::challenge_value(scheme, Some(token));
+    // A fixed scheme name and base64 are always a valid header value.
+    HeaderValue::from_str(&v).unwrap_or_else(|_| HeaderValue::from_static("Negotiate"))
 }
 
 impl Authenticator {
     /// An authenticator that accepts Kerberos through `Negotiate`.
     pub fn kerberos(settings: &KerberosSettings) -> Result<Self, gss::GssError> {
-        Ok(Authenticator {
-            kerberos: Some(Arc::new(KerberosAcceptor::new(settings)?)),
-            challenge: Challenge::negotiate(),
-        })
+        Ok(Self::new(
+            Some(Arc::new(KerberosAcceptor::new(settings)?)),
+            None,
+        ))
+    }
+
+    /// Any combination of Kerberos and NTLM (at least one, or every request fails).
+    pub fn new(
+        kerberos: Option<Arc<KerberosAcceptor>>,
+        ntlm: Option<(NtlmSettings, Arc<dyn NtlmValidator>)>,
+    ) -> Self {
+        let mut values = vec![HeaderValue::from_static("Negotiate")];
+        if ntlm.as_ref().is_some_and(|(s, _)| s.offer_ntlm_scheme) {
+            values.push(HeaderValue::from_static("NTLM"));
+        }
+        Authenticator {
+            kerberos,
+            ntlm: ntlm.map(|(settings, validator)| {
+                Arc::new(NtlmAcceptor {
+                    config: Arc::new(settings.server_config()),
+                    settings,
+                    validator,
+                })
+            }),
+            challenge: Challenge { values },
+        }
     }
 
     /// The challenges to send with a 401.
@@ -249,9 +293,22 @@ impl Authenticator {
         &self.challenge
     }
 
-    /// Authenticates one request from its headers.
+    /// Re-reads validator files (SIGHUP).
+    pub fn reload(&self) -> Result<(), String> {
+        match &self.ntlm {
+            Some(n) => n.validator.reload(),
+            None => Ok(()),
+        }
+    }
+
+    /// Authenticates one request from its headers. `conn` is the connection's state
+    /// (see [`ConnectionAuth`]); NTLM needs it.
     #[instrument(level = "debug", skip_all)]
-    pub async fn authenticate(&self, headers: &HeaderMap) -> Outcome {
+    pub async fn authenticate(
+        &self,
+        headers: &HeaderMap,
+        conn: Option<&ConnectionAuth>,
+    ) -> Outcome {
         let mut values = headers.get_all(AUTHORIZATION).iter();
         let Some(value) = values.next() else {
             return Outcome::NoCredentials;
@@ -261,14 +318,59 @@ impl Authenticator {
         }
         let token = match authz::parse_authorization(value.as_bytes()) {
             Ok(Credentials::Negotiate(token)) => token,
-            Ok(Credentials::Ntlm(_)) => {
-                return Outcome::Failed(AuthError::MechanismNotEnabled("NTLM".into()))
+            Ok(Credentials::Ntlm(token)) => {
+                return self.ntlm_leg(token, None, NtlmWrap::Ntlm, conn).await;
             }
             Ok(Credentials::Other(scheme)) => {
                 return Outcome::Failed(AuthError::UnsupportedScheme(scheme))
             }
             Err(e) => return Outcome::Failed(AuthError::MalformedHeader(e)),
         };
+        // The second leg of NTLM inside SPNEGO is a NegTokenResp ([1]), only valid on a
+        // connection that has a CHALLENGE outstanding.
+        if token.first() == Some(&0xa1) && conn.is_some_and(ConnectionAuth::spnego_pending) {
+            return match spnego::decode_neg_token_resp(&token) {
+                Ok(resp) => match resp.response_token {
+                    Some(msg) => {
+                        let msg = msg.to_vec();
+                        let mic = resp.mech_list_mic.map(<[u8]>::to_vec);
+                        // The wrap's mechTypes come from the pending state.
+                        self.ntlm_leg(
+                            msg,
+                            mic,
+                            NtlmWrap::Spnego {
+                                mech_types_der: Vec::new(),
+                            },
+                            conn,
+                        )
+                        .await
+                    }
+                    None => Outcome::Failed(AuthError::NoMechToken("NTLM".into())),
+                },
+                Err(e) => Outcome::Failed(AuthError::BadToken(e)),
+            };
+        }
+        let ntlm_in_negotiate = match spnego::decode_initial_token(&token) {
+            Err(e) => return Outcome::Failed(AuthError::BadToken(e)),
+            Ok(InitialToken::Ntlmssp { message }) => {
+                Some((message.to_vec(), NtlmWrap::NegotiateRaw))
+            }
+            Ok(InitialToken::Spnego(init)) if init.preferred_mech() == Some(Mech::Ntlm) => {
+                match init.mech_token {
+                    Some(m) => Some((
+                        m.to_vec(),
+                        NtlmWrap::Spnego {
+                            mech_types_der: init.mech_types_der.to_vec(),
+                        },
+                    )),
+                    None => return Outcome::Failed(AuthError::NoMechToken("NTLM".into())),
+                }
+            }
+            Ok(_) => None,
+        };
+        if let Some((msg, wrap)) = ntlm_in_negotiate {
+            return self.ntlm_leg(msg, None, wrap, conn).await;
+        }
         let Some(kerberos) = self.kerberos.clone() else {
             return Outcome::Failed(AuthError::MechanismNotEnabled("Kerberos".into()));
         };
@@ -277,12 +379,9 @@ impl Authenticator {
         match result {
             Ok(Ok(success)) => {
                 debug!(principal = %success.identity.principal, "kerberos accepted");
-                let response_header = success.response_token.map(|t| {
-                    let v = authz::challenge_value(ChallengeScheme::Negotiate, Some(&t));
-                    // base64 and a fixed scheme name are always a valid header value.
-                    HeaderValue::from_str(&v)
-                        .unwrap_or_else(|_| HeaderValue::from_static("Negotiate"))
-                });
+                let response_header = success
+                    .response_token
+                    .map(|t| header_value(ChallengeScheme::Negotiate, &t));
                 Outcome::Authenticated(Authenticated {
                     identity: success.identity,
                     response_header,
@@ -293,5 +392,153 @@ impl Authenticator {
                 "Kerberos acceptance task failed: {join}"
             ))),
         }
+    }
+
+    /// One NTLM message: a NEGOTIATE starts a handshake on this connection, an
+    /// AUTHENTICATE finishes the one it started.
+    async fn ntlm_leg(
+        &self,
+        message: Vec<u8>,
+        client_mic: Option<Vec<u8>>,
+        wrap: NtlmWrap,
+        conn: Option<&ConnectionAuth>,
+    ) -> Outcome {
+        let Some(ntlm) = self.ntlm.clone() else {
+            return Outcome::Failed(AuthError::MechanismNotEnabled("NTLM".into()));
+        };
+        let Some(conn) = conn else {
+            return Outcome::Failed(AuthError::NtlmNeedsConnection);
+        };
+        let scheme = match wrap {
+            NtlmWrap::Ntlm => ChallengeScheme::Ntlm,
+            _ => ChallengeScheme::Negotiate,
+        };
+        match ntlm_msg::message_type(&message) {
+            Ok(1) => match crate::ntlm::start(&ntlm.config, &message) {
+                Ok((state, challenge)) => {
+                    let token = match &wrap {
+                        NtlmWrap::Spnego { .. } => spnego::encode_neg_token_resp(
+                            Some(NegState::AcceptIncomplete),
+                            Some(Mech::Ntlm),
+                            Some(&challenge),
+                            None,
+                        ),
+                        _ => challenge,
+                    };
+                    conn.set_pending(PendingNtlm {
+                        state,
+                        started: Instant::now(),
+                        wrap,
+                    });
+                    Outcome::Continue(header_value(scheme, &token))
+                }
+                Err(e) => Outcome::Failed(AuthError::Ntlm(e)),
+            },
+            Ok(3) => {
+                let Some(pending) = conn.take_pending() else {
+                    return Outcome::Failed(AuthError::NtlmNoChallenge);
+                };
+                if pending.started.elapsed() > ntlm.settings.handshake_timeout {
+                    return Outcome::Failed(AuthError::NtlmHandshakeTimeout);
+                }
+                let same_wrap = matches!(
+                    (&pending.wrap, &wrap),
+                    (NtlmWrap::Ntlm, NtlmWrap::Ntlm)
+                        | (NtlmWrap::NegotiateRaw, NtlmWrap::NegotiateRaw)
+                        | (NtlmWrap::Spnego { .. }, NtlmWrap::Spnego { .. })
+                );
+                if !same_wrap {
+                    return Outcome::Failed(AuthError::NtlmSchemeMismatch);
+                }
+                let now = crate::ntlm::filetime_now();
+                let validator = ntlm.validator.clone();
+                let state = pending.state;
+                let result = if validator.is_fast() {
+                    validator.verify(state, &message, now)
+                } else {
+                    match tokio::task::spawn_blocking(move || {
+                        validator.verify(state, &message, now)
+                    })
+                    .await
+                    {
+                        Ok(r) => r,
+                        Err(join) => {
+                            return Outcome::Failed(AuthError::Internal(format!(
+                                "NTLM validation task failed: {join}"
+                            )))
+                        }
+                    }
+                };
+                let user = match result {
+                    Ok(u) => u,
+                    Err(e) => return Outcome::Failed(AuthError::Ntlm(e)),
+                };
+                let response_header = match &pending.wrap {
+                    NtlmWrap::Spnego { mech_types_der } => {
+                        match spnego_ntlm_finish(&user, mech_types_der, client_mic.as_deref()) {
+                            Ok(token) => Some(header_value(ChallengeScheme::Negotiate, &token)),
+                            Err(e) => return Outcome::Failed(e),
+                        }
+                    }
+                    _ => None,
+                };
+                Outcome::Authenticated(Authenticated {
+                    identity: ntlm_identity(&ntlm.settings, user),
+                    response_header,
+                })
+            }
+            Ok(other) => Outcome::Failed(AuthError::NtlmUnexpectedMessage(other)),
+            Err(e) => Outcome::Failed(AuthError::Ntlm(NtlmFailure::Refused(e))),
+        }
+    }
+}
+
+/// The final SPNEGO answer for NTLM: verify the client's mechListMIC (if sent) with
+/// the client-to-server signing key, and answer with ours.
+fn spnego_ntlm_finish(
+    user: &NtlmUser,
+    mech_types_der: &[u8],
+    client_mic: Option<&[u8]>,
+) -> Result<Vec<u8>, AuthError> {
+    let our_mic = match client_mic {
+        Some(mic) => {
+            let mut c2s = Signer::new(&user.session_key, user.flags, Direction::ClientToServer);
+            if !c2s.verify(mech_types_der, mic) {
+                return Err(AuthError::NtlmBadMechListMic);
+            }
+            let mut s2c = Signer::new(&user.session_key, user.flags, Direction::ServerToClient);
+            Some(s2c.sign(mech_types_der).to_vec())
+        }
+        None => None,
+    };
+    Ok(spnego::encode_neg_token_resp(
+        Some(NegState::AcceptCompleted),
+        None,
+        None,
+        our_mic.as_deref(),
+    ))
+}
+
+fn ntlm_identity(settings: &NtlmSettings, user: NtlmUser) -> Identity {
+    let realm = settings
+        .dns_domain
+        .as_deref()
+        .map_or_else(|| user.domain.to_uppercase(), str::to_uppercase);
+    Identity {
+        principal: format!("{}@{realm}", user.user),
+        user: user.user,
+        realm,
+        domain: Some(user.domain),
+        sid: user.sid,
+        groups: user
+            .group_sids
+            .into_iter()
+            .map(|sid| crate::identity::Group {
+                sid: Some(sid),
+                name: None,
+            })
+            .collect(),
+        method: AuthMethod::Ntlm,
+        expires: None,
     }
 }

@@ -149,6 +149,22 @@ pub enum AuthError {
         "the Kerberos exchange needs another round trip, which HTTP Negotiate does not allow here"
     )]
     ContinueNeeded,
+    #[error("NTLM: {0}")]
+    Ntlm(crate::ntlm::NtlmFailure),
+    #[error(
+        "NTLM needs per-connection state, which this server does not provide (see ConnectionAuth)"
+    )]
+    NtlmNeedsConnection,
+    #[error("NTLM AUTHENTICATE without a CHALLENGE on this connection (a handshake split across connections, or a replayed message)")]
+    NtlmNoChallenge,
+    #[error("NTLM AUTHENTICATE arrived after the handshake timeout")]
+    NtlmHandshakeTimeout,
+    #[error("NTLM AUTHENTICATE sent under a different scheme than the NEGOTIATE")]
+    NtlmSchemeMismatch,
+    #[error("NTLM message type {0} where a NEGOTIATE (1) or AUTHENTICATE (3) was expected")]
+    NtlmUnexpectedMessage(u32),
+    #[error("SPNEGO mechListMIC for NTLM did not verify (the negotiation was tampered with)")]
+    NtlmBadMechListMic,
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -198,6 +214,17 @@ impl AuthError {
             AuthError::MalformedKerberos(_) => "kerberos_defective_token",
             AuthError::BadMechListMic(_) => "bad_mech_list_mic",
             AuthError::ContinueNeeded => "continue_needed",
+            AuthError::Ntlm(crate::ntlm::NtlmFailure::UnknownUser { .. }) => "ntlm_unknown_user",
+            AuthError::Ntlm(crate::ntlm::NtlmFailure::Unavailable(_)) => {
+                "ntlm_validator_unavailable"
+            }
+            AuthError::Ntlm(_) => "ntlm_refused",
+            AuthError::NtlmNeedsConnection => "ntlm_needs_connection",
+            AuthError::NtlmNoChallenge => "ntlm_no_challenge",
+            AuthError::NtlmHandshakeTimeout => "ntlm_handshake_timeout",
+            AuthError::NtlmSchemeMismatch => "ntlm_scheme_mismatch",
+            AuthError::NtlmUnexpectedMessage(_) => "ntlm_unexpected_message",
+            AuthError::NtlmBadMechListMic => "ntlm_bad_mech_list_mic",
             AuthError::Internal(_) => "internal",
         }
     }
@@ -212,7 +239,12 @@ impl AuthError {
                 kind: KerberosFailure::ReplayCacheUnavailable,
                 ..
             } => StatusCode::SERVICE_UNAVAILABLE,
-            AuthError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            AuthError::Ntlm(crate::ntlm::NtlmFailure::Unavailable(_)) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            AuthError::Internal(_) | AuthError::NtlmNeedsConnection => {
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
             _ => StatusCode::UNAUTHORIZED,
         }
     }

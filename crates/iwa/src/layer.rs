@@ -7,9 +7,8 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::SystemTime;
 
 use bytes::Bytes;
 use http::header::{ACCEPT, AUTHORIZATION, WWW_AUTHENTICATE};
@@ -22,7 +21,7 @@ use tracing::{info, warn};
 use crate::auth::{Authenticated, Authenticator, Outcome};
 use crate::error::{unauthenticated_response, AuthError, Challenge};
 use crate::headers::IdentityHeaders;
-use crate::identity::Identity;
+use crate::identity::{AuthMethod, Identity};
 
 /// Whether a request must be authenticated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -41,32 +40,7 @@ pub enum Policy {
 #[derive(Debug, Clone)]
 pub struct ChallengeHint(pub Challenge);
 
-/// Per-connection authentication state. A server that gives each TCP connection its own
-/// value and puts it into the extensions of every request on that connection (the iwa
-/// gateway does) lets [`IwaLayer::connection_bound`] remember a successful login for the
-/// rest of the connection, as IIS does (`authPersistNonNTLM`) and mod_auth_gssapi's
-/// `GssapiConnectionBound`. Without it, nothing is remembered.
-///
-/// Only sound when every request on a connection comes from the same client: never
-/// behind an HTTP load balancer that pools connections across users.
-#[derive(Debug, Clone, Default)]
-pub struct ConnectionAuth(Arc<Mutex<Option<Identity>>>);
-
-impl ConnectionAuth {
-    fn get(&self) -> Option<Identity> {
-        let guard = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        let id = guard.as_ref()?;
-        // A connection outliving the ticket must authenticate again.
-        match id.expires {
-            Some(t) if t <= SystemTime::now() => None,
-            _ => Some(id.clone()),
-        }
-    }
-
-    fn set(&self, identity: Option<Identity>) {
-        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = identity;
-    }
-}
+pub use crate::conn::ConnectionAuth;
 
 /// Put into the extensions of a response to an authenticated request (for access
 /// logs): the user as `X-Remote-User` shows it. Never sent to the client.
@@ -163,34 +137,36 @@ where
         let auth = self.auth.clone();
         let headers = self.headers.clone();
         let policy = self.policy;
-        let conn = if self.connection_bound {
-            req.extensions().get::<ConnectionAuth>().cloned()
-        } else {
-            None
-        };
+        let connection_bound = self.connection_bound;
+        let conn = req.extensions().get::<ConnectionAuth>().cloned();
         Box::pin(async move {
             headers.strip(req.headers_mut());
             let mut fresh = true;
-            let outcome = match auth.authenticate(req.headers()).await {
-                // No new credentials on a connection that already authenticated.
-                Outcome::NoCredentials => match conn.as_ref().and_then(ConnectionAuth::get) {
-                    Some(identity) => {
+            let outcome = match auth.authenticate(req.headers(), conn.as_ref()).await {
+                // No new credentials on a connection that already authenticated: NTLM
+                // logins always last for their connection (as with IIS), Kerberos ones
+                // only when configured.
+                Outcome::NoCredentials => match conn.as_ref().and_then(ConnectionAuth::identity) {
+                    Some(identity) if connection_bound || identity.method == AuthMethod::Ntlm => {
                         fresh = false;
                         Outcome::Authenticated(Authenticated {
                             identity,
                             response_header: None,
                         })
                     }
-                    None => Outcome::NoCredentials,
+                    _ => Outcome::NoCredentials,
                 },
                 // A new Authorization header starts over: success replaces the
                 // connection's identity, failure forgets it.
                 other => {
                     if let Some(conn) = &conn {
-                        conn.set(match &other {
-                            Outcome::Authenticated(a) => Some(a.identity.clone()),
-                            _ => None,
-                        });
+                        match &other {
+                            Outcome::Authenticated(a) => {
+                                conn.set_identity(Some(a.identity.clone()))
+                            }
+                            Outcome::Continue(_) => {}
+                            _ => conn.set_identity(None),
+                        }
                     }
                     other
                 }
@@ -210,6 +186,15 @@ where
                         resp.headers_mut().append(WWW_AUTHENTICATE, v);
                     }
                     Ok(resp)
+                }
+                Outcome::Continue(challenge) => {
+                    let mut resp = unauthenticated_response(
+                        None,
+                        &Challenge { values: Vec::new() },
+                        accept.as_ref(),
+                    );
+                    resp.headers_mut().insert(WWW_AUTHENTICATE, challenge);
+                    Ok(resp.map(Either::Right))
                 }
                 Outcome::NoCredentials if policy == Policy::Optional => {
                     req.extensions_mut()

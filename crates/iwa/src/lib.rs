@@ -22,6 +22,7 @@
 //! ```
 
 pub mod auth;
+pub mod conn;
 pub mod error;
 #[cfg(feature = "axum")]
 pub mod extract;
@@ -30,6 +31,7 @@ pub mod headers;
 pub mod identity;
 pub mod keytab;
 pub mod layer;
+pub mod ntlm;
 pub mod replay;
 
 pub use auth::{Authenticated, Authenticator, KerberosAcceptor, KerberosSettings, Outcome};

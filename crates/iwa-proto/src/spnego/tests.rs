@@ -576,8 +576,7 @@ fn nested_depth_bomb() {
     }
     assert!(decode_initial_token(&framing).is_err());
     // Indefinite-length depth bomb, as in CVE-style BER decoders.
-    let bomb: Vec<u8> = std::iter::repeat([0xa0, 0x80])
-        .take(30_000)
+    let bomb: Vec<u8> = std::iter::repeat_n([0xa0, 0x80], 30_000)
         .flatten()
         .collect();
     assert!(decode_neg_token_resp(&bomb).is_err());
