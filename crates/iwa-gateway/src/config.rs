@@ -18,6 +18,8 @@ pub struct Config {
     pub backend: Backend,
     pub kerberos: Option<Kerberos>,
     pub ntlm: Option<Ntlm>,
+    /// Path-prefix rules, longest prefix first.
+    pub routes: Vec<Route>,
     pub log: Log,
 }
 
@@ -36,6 +38,44 @@ pub struct Kerberos {
     pub replay_cache: Option<String>,
     /// Remember a Kerberos login for the rest of its TCP connection.
     pub connection_bound: bool,
+}
+
+/// Whether a route authenticates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RouteAuth {
+    /// No credentials → 401 challenge (the default).
+    Required,
+    /// Authenticate if the client offers credentials, else pass anonymously; a backend
+    /// 401 on an anonymous request becomes the challenge.
+    Optional,
+    /// No authentication at all; identity headers are still stripped.
+    Anonymous,
+}
+
+/// One `[[route]]`.
+#[derive(Debug, Clone)]
+pub struct Route {
+    pub path: String,
+    pub auth: RouteAuth,
+    pub rule: iwa::access::AccessRule,
+}
+
+impl Route {
+    /// Whether this route's prefix covers `path` (whole segments: `/admin` covers
+    /// `/admin` and `/admin/x`, not `/administrator`).
+    pub fn covers(&self, path: &str) -> bool {
+        let p = self.path.as_str();
+        p == "/"
+            || path == p
+            || (path.starts_with(p)
+                && (p.ends_with('/') || path.as_bytes().get(p.len()) == Some(&b'/')))
+    }
+}
+
+/// The route for `path`: the longest matching prefix (routes are sorted so), else the
+/// default (authentication required, no rule).
+pub fn route_for<'a>(routes: &'a [Route], path: &str) -> Option<&'a Route> {
+    routes.iter().find(|r| r.covers(path))
 }
 
 /// Which NTLM validator checks the client's proof.
@@ -125,8 +165,10 @@ const TOP_KEYS: &[&str] = &[
     "backend",
     "kerberos",
     "ntlm",
+    "route",
     "log",
 ];
+const ROUTE_KEYS: &[&str] = &["path", "auth", "allow_users", "allow_groups", "deny_groups"];
 const NTLM_KEYS: &[&str] = &[
     "enabled",
     "validator",
@@ -576,6 +618,8 @@ impl Config {
             _ => None,
         };
 
+        let routes = parse_routes(&mut w, &table);
+
         if !w.errors.is_empty() {
             return Err(w.errors);
         }
@@ -603,6 +647,7 @@ impl Config {
                 },
                 kerberos,
                 ntlm,
+                routes,
                 log: Log {
                     level,
                     format,
@@ -617,6 +662,116 @@ impl Config {
             }]),
         }
     }
+}
+
+fn string_list(w: &mut Walker, t: &Table, prefix: &str, key: &str) -> Vec<String> {
+    match t.get(key) {
+        None => Vec::new(),
+        Some(Value::Array(items)) => {
+            let mut out = Vec::new();
+            for (i, v) in items.iter().enumerate() {
+                match v {
+                    Value::String(s) if !s.trim().is_empty() => out.push(s.trim().to_owned()),
+                    other => w.err(
+                        &format!("{prefix}.{key}[{i}]"),
+                        format!("expected a non-empty string, found {}", other.type_str()),
+                        None,
+                    ),
+                }
+            }
+            out
+        }
+        Some(other) => {
+            w.err(
+                &join(prefix, key),
+                format!("expected a list of strings, found {}", other.type_str()),
+                Some(format!("{key} = [\"EXAMPLE\\\\name\"]")),
+            );
+            Vec::new()
+        }
+    }
+}
+
+fn parse_routes(w: &mut Walker, table: &Table) -> Vec<Route> {
+    let items = match table.get("route") {
+        None => return Vec::new(),
+        Some(Value::Array(items)) => items,
+        Some(other) => {
+            w.err(
+                "route",
+                format!("expected [[route]] tables, found {}", other.type_str()),
+                Some("[[route]]\npath = \"/public\"\nauth = \"anonymous\"".into()),
+            );
+            return Vec::new();
+        }
+    };
+    let mut routes: Vec<Route> = Vec::new();
+    for (i, item) in items.iter().enumerate() {
+        let prefix = format!("route[{i}]");
+        let Value::Table(t) = item else {
+            w.err(&prefix, "expected a table", None);
+            continue;
+        };
+        w.unknown_keys(t, &prefix, ROUTE_KEYS);
+        let path = match w.string(t, &prefix, "path") {
+            Some(p) if p.starts_with('/') => p,
+            Some(p) => {
+                w.err(
+                    &format!("{prefix}.path"),
+                    format!("`{p}` must start with /"),
+                    None,
+                );
+                continue;
+            }
+            None => {
+                if !t.contains_key("path") {
+                    w.err(
+                        &format!("{prefix}.path"),
+                        "missing",
+                        Some("path = \"/admin\"".into()),
+                    );
+                }
+                continue;
+            }
+        };
+        let auth = match w.string(t, &prefix, "auth").as_deref() {
+            None | Some("required") => RouteAuth::Required,
+            Some("optional") => RouteAuth::Optional,
+            Some("anonymous") => RouteAuth::Anonymous,
+            Some(other) => {
+                w.err(
+                    &format!("{prefix}.auth"),
+                    format!("`{other}` is not an auth mode"),
+                    Some("\"required\", \"optional\" or \"anonymous\"".into()),
+                );
+                RouteAuth::Required
+            }
+        };
+        let rule = iwa::access::AccessRule {
+            allow_users: string_list(w, t, &prefix, "allow_users"),
+            allow_groups: string_list(w, t, &prefix, "allow_groups"),
+            deny_groups: string_list(w, t, &prefix, "deny_groups"),
+        };
+        if auth == RouteAuth::Anonymous && !rule.is_open() {
+            w.err(
+                &prefix,
+                "an anonymous route cannot have allow/deny rules",
+                Some("use auth = \"required\" to restrict it".into()),
+            );
+        }
+        if routes.iter().any(|r| r.path == path) {
+            w.err(
+                &format!("{prefix}.path"),
+                format!("`{path}` is listed twice"),
+                None,
+            );
+            continue;
+        }
+        routes.push(Route { path, auth, rule });
+    }
+    // Longest prefix first, so the first match is the most specific.
+    routes.sort_by_key(|r| std::cmp::Reverse(r.path.len()));
+    routes
 }
 
 fn check_backend_url(s: &str) -> Result<http::Uri, String> {
@@ -732,6 +887,48 @@ mod tests {
         let keys: Vec<&str> = errs.iter().map(|e| e.key.as_str()).collect();
         // /etc/iwa/http.keytab does not exist on a build machine; nothing else may fail.
         assert_eq!(keys, vec!["kerberos.keytab"], "{errs:?}");
+    }
+
+    #[test]
+    fn routes_longest_prefix_wins_on_whole_segments() {
+        let (d, _) = dir_with_keytab();
+        let c = Config::parse(
+            "listen = \"127.0.0.1:1\"\n[backend]\nurl = \"http://127.0.0.1:2\"\n[kerberos]\nkeytab = \"http.keytab\"\n[[route]]\npath = \"/\"\nauth = \"optional\"\n[[route]]\npath = \"/admin\"\nallow_groups = [\"EX\\\\Helpdesk\"]\n[[route]]\npath = \"/public\"\nauth = \"anonymous\"\n",
+            d.path(),
+        )
+        .unwrap();
+        let auth = |p: &str| route_for(&c.routes, p).map(|r| (r.path.as_str(), r.auth));
+        assert_eq!(auth("/admin"), Some(("/admin", RouteAuth::Required)));
+        assert_eq!(auth("/admin/users"), Some(("/admin", RouteAuth::Required)));
+        assert_eq!(auth("/administrator"), Some(("/", RouteAuth::Optional)));
+        assert_eq!(
+            auth("/public/x.css"),
+            Some(("/public", RouteAuth::Anonymous))
+        );
+        assert_eq!(auth("/"), Some(("/", RouteAuth::Optional)));
+        let admin = route_for(&c.routes, "/admin").unwrap();
+        assert_eq!(admin.rule.allow_groups, vec!["EX\\Helpdesk".to_owned()]);
+    }
+
+    #[test]
+    fn route_errors() {
+        let (d, _) = dir_with_keytab();
+        let errs = Config::parse(
+            "listen = \"127.0.0.1:1\"\n[backend]\nurl = \"http://127.0.0.1:2\"\n[kerberos]\nkeytab = \"http.keytab\"\n[[route]]\npath = \"public\"\n[[route]]\npath = \"/x\"\nauth = \"sometimes\"\n[[route]]\npath = \"/p\"\nauth = \"anonymous\"\nallow_users = [\"a\"]\n[[route]]\npath = \"/x\"\n",
+            d.path(),
+        )
+        .unwrap_err();
+        let keys: Vec<&str> = errs.iter().map(|e| e.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            vec![
+                "route[0].path",
+                "route[1].auth",
+                "route[2]",
+                "route[3].path"
+            ],
+            "{errs:?}"
+        );
     }
 
     #[test]

@@ -24,6 +24,10 @@ use tracing::{debug, warn};
 
 pub type ProxyBody = Either<Incoming, Full<Bytes>>;
 
+/// The access rule of the request's route, put into its extensions by the listener.
+#[derive(Debug, Clone)]
+pub struct RouteRule(pub Arc<iwa::access::AccessRule>);
+
 /// The shared, per-process part of the proxy.
 pub struct Upstream {
     client: Client<HttpConnector, Incoming>,
@@ -154,9 +158,37 @@ impl Service<Request<Incoming>> for ProxyService {
     }
 }
 
+/// Applies the route's access rule to the authenticated identity: `None` to go on,
+/// or the 403 response. Anonymous requests (optional routes) are not restricted here.
+fn authorize(
+    req: &Request<Incoming>,
+    accept: Option<&HeaderValue>,
+) -> Option<Response<Full<Bytes>>> {
+    let rule = req.extensions().get::<RouteRule>()?;
+    let identity = req.extensions().get::<Identity>()?;
+    match iwa::access::decide(identity, &rule.0) {
+        iwa::access::Decision::Allow => None,
+        iwa::access::Decision::Deny { reason } => {
+            tracing::info!(target: "iwa::audit", event = "access_denied", user = %identity.remote_user(), path = req.uri().path(), %reason);
+            Some(error_page(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                &format!(
+                    "You are signed in as {}, but this page {reason}.",
+                    identity.remote_user()
+                ),
+                accept,
+            ))
+        }
+    }
+}
+
 impl ProxyService {
     async fn forward(self, mut req: Request<Incoming>) -> Response<ProxyBody> {
         let accept = req.headers().get(header::ACCEPT).cloned();
+        if let Some(denied) = authorize(&req, accept.as_ref()) {
+            return denied.map(Either::Right);
+        }
         let upgrade = upgrade_protocol(req.headers());
         let target = match self.upstream.target(req.uri()) {
             Ok(t) => t,

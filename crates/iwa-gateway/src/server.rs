@@ -14,17 +14,18 @@ use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use iwa::layer::{AuthenticatedUser, ConnectionAuth, IwaBody};
-use iwa::{Authenticator, IdentityHeaders, IwaLayer};
+use iwa::{Authenticator, IdentityHeaders, IwaLayer, Policy};
 use tokio::net::TcpListener;
 use tower_layer::Layer;
 use tower_service::Service;
 use tracing::{debug, info, info_span, warn, Instrument};
 
-use crate::config::{Config, NtlmValidatorConfig};
-use crate::proxy::{ProxyBody, ProxyService, Upstream};
+use crate::config::{route_for, Config, NtlmValidatorConfig, Route, RouteAuth};
+use crate::proxy::{ProxyBody, ProxyService, RouteRule, Upstream};
 
 /// Everything a connection needs, shared.
 pub struct Gateway {
+    pub routes: Arc<Vec<Route>>,
     pub access_log: bool,
     pub connection_bound: bool,
     pub auth: Arc<Authenticator>,
@@ -84,6 +85,7 @@ impl Gateway {
             identity_headers.clone(),
         ));
         Ok(Gateway {
+            routes: Arc::new(config.routes.clone()),
             access_log: config.log.access,
             connection_bound: config.kerberos.as_ref().is_some_and(|k| k.connection_bound),
             auth: Arc::new(auth),
@@ -157,6 +159,7 @@ pub async fn serve(
             peer,
             proto: "http",
         };
+        let proxy_for_anonymous = proxy.clone();
         let authed = IwaLayer::new(gateway.auth.clone())
             .identity_headers(gateway.identity_headers.clone())
             .connection_bound(gateway.connection_bound)
@@ -165,9 +168,13 @@ pub async fn serve(
         let conn_auth = ConnectionAuth::default();
         let headers = gateway.identity_headers.clone();
         let access_log = gateway.access_log;
+        let routes = gateway.routes.clone();
+        let anonymous_proxy = proxy_for_anonymous.clone();
         let svc = hyper::service::service_fn(move |mut req: Request<Incoming>| {
             let mut authed = authed.clone();
+            let mut anonymous_proxy = anonymous_proxy.clone();
             let headers = headers.clone();
+            let route = route_for(&routes, req.uri().path()).cloned();
             req.extensions_mut().insert(conn_auth.clone());
             async move {
                 if let Some(r) = internal(&req) {
@@ -181,9 +188,29 @@ pub async fn serve(
                         req.uri().path().to_owned(),
                     )
                 });
-                let resp: Response<GatewayBody> = match authed.call(req).await {
-                    Ok(r) => r.map(Either::Left),
-                    Err(never) => match never {},
+                let auth_mode = route.as_ref().map_or(RouteAuth::Required, |r| r.auth);
+                if let Some(route) = route {
+                    if !route.rule.is_open() {
+                        req.extensions_mut().insert(RouteRule(Arc::new(route.rule)));
+                    }
+                }
+                let resp: Response<GatewayBody> = match auth_mode {
+                    RouteAuth::Anonymous => {
+                        req.headers_mut().remove(http::header::AUTHORIZATION);
+                        match anonymous_proxy.call(req).await {
+                            Ok(r) => r.map(|b| Either::Left(Either::Left(b))),
+                            Err(never) => match never {},
+                        }
+                    }
+                    mode => {
+                        if mode == RouteAuth::Optional {
+                            req.extensions_mut().insert(Policy::Optional);
+                        }
+                        match authed.call(req).await {
+                            Ok(r) => r.map(Either::Left),
+                            Err(never) => match never {},
+                        }
+                    }
                 };
                 if let Some((t0, method, path)) = started {
                     let user = resp

@@ -136,7 +136,12 @@ where
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let auth = self.auth.clone();
         let headers = self.headers.clone();
-        let policy = self.policy;
+        // A server can choose the policy per request (per route) with an extension.
+        let policy = req
+            .extensions()
+            .get::<Policy>()
+            .copied()
+            .unwrap_or(self.policy);
         let connection_bound = self.connection_bound;
         let conn = req.extensions().get::<ConnectionAuth>().cloned();
         Box::pin(async move {
@@ -199,7 +204,18 @@ where
                 Outcome::NoCredentials if policy == Policy::Optional => {
                     req.extensions_mut()
                         .insert(ChallengeHint(auth.challenge().clone()));
-                    Ok(inner.call(req).await?.map(Either::Left))
+                    let resp = inner.call(req).await?;
+                    // IIS's anonymous + Windows auth: the app decides when a login is
+                    // needed by answering 401; that answer becomes our challenge.
+                    if resp.status() == http::StatusCode::UNAUTHORIZED {
+                        return Ok(unauthenticated_response(
+                            None,
+                            auth.challenge(),
+                            accept.as_ref(),
+                        )
+                        .map(Either::Right));
+                    }
+                    Ok(resp.map(Either::Left))
                 }
                 Outcome::NoCredentials => {
                     Ok(

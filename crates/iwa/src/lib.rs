@@ -21,6 +21,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod access;
 pub mod auth;
 pub mod conn;
 pub mod error;

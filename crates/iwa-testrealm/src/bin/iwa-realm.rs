@@ -4,17 +4,23 @@
 //! iwa-realm up --dir D [--realm R] [--user NAME:PASSWORD ...] [--service SPN ...] [--keytab PATH]
 //! iwa-realm down --dir D
 //! iwa-realm echo --listen 127.0.0.1:PORT
+//! iwa-realm samba up --dir D [--model single|prefork]
+//! iwa-realm samba down --dir D
 //! ```
 //! `up` leaves the KDC running (pid in `D/kdc.pid`), writes `D/realm.json` and `D/env`
 //! (shell `export` lines) and prints the export lines on stdout, so
-//! `eval "$(iwa-realm up --dir D)"` works.
+//! `eval "$(iwa-realm up --dir D)"` works. `samba up` does the same for a Samba AD DC
+//! on 127.0.0.2 with the standard fixtures (pid in `D/samba.pid`, state `D/samba.json`,
+//! prints `export IWA_TEST_SAMBA=D`).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use iwa_testrealm::{MitRealm, RealmOptions, DEFAULT_REALM, HTTP_KEYTAB};
+use iwa_testrealm::{
+    MitRealm, ProcessModel, RealmOptions, SambaDc, SambaOptions, DEFAULT_REALM, HTTP_KEYTAB,
+};
 
 #[derive(Parser)]
 #[command(
@@ -56,11 +62,34 @@ enum Cmd {
         #[arg(long)]
         dir: PathBuf,
     },
+    /// Samba AD DC on 127.0.0.2 (EXAMPLE.TEST) with the standard fixtures.
+    #[command(subcommand)]
+    Samba(SambaCmd),
     /// Run the HTTP echo backend in the foreground until SIGINT/SIGTERM.
     Echo {
         /// Address to listen on.
         #[arg(long, default_value = "127.0.0.1:8081")]
         listen: SocketAddr,
+    },
+}
+
+#[derive(Subcommand)]
+enum SambaCmd {
+    /// Provision a domain in DIR, start the DC and install the standard fixtures; exits
+    /// leaving the DC running. Prints `export IWA_TEST_SAMBA=DIR`.
+    Up {
+        /// Directory for the DC (created; must not hold a domain).
+        #[arg(long)]
+        dir: PathBuf,
+        /// samba process model.
+        #[arg(long, default_value = "single")]
+        model: ProcessModel,
+    },
+    /// Stop the DC of DIR (by the PID in DIR/samba.pid, with its whole process tree).
+    Down {
+        /// The directory given to `samba up`.
+        #[arg(long)]
+        dir: PathBuf,
     },
 }
 
@@ -122,6 +151,43 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             match iwa_testrealm::stop_dir(&dir)? {
                 Some(pid) => eprintln!("iwa-realm: stopped KDC pid {pid}"),
                 None => eprintln!("iwa-realm: no KDC running for {}", dir.display()),
+            }
+            Ok(())
+        }
+        Cmd::Samba(SambaCmd::Up { dir, model }) => {
+            let started = std::time::Instant::now();
+            let mut dc = SambaDc::provision(SambaOptions::default().dir(&dir).model(model))?;
+            dc.install_standard_fixtures()?;
+            dc.write_state()?;
+            let env_file = dc.write_env_file()?;
+            let t = &dc.state().timings;
+            eprintln!(
+                "iwa-realm: Samba DC {} up in {:?} (provision {:.1}s, start {:.1}s, fixtures {:.1}s): \
+                 samba pid {} ({} model, {} MiB PSS) on {}, dir {}",
+                dc.realm(),
+                started.elapsed(),
+                t.provision_secs,
+                t.start_secs,
+                t.fixtures_secs,
+                dc.samba_pid(),
+                model.as_arg(),
+                dc.pss_kib() / 1024,
+                iwa_testrealm::DC_IP,
+                dc.dir().display()
+            );
+            let env = std::fs::read_to_string(env_file)?;
+            let _ = dc.detach();
+            print!("{env}");
+            Ok(())
+        }
+        Cmd::Samba(SambaCmd::Down { dir }) => {
+            let started = std::time::Instant::now();
+            match iwa_testrealm::stop_samba_dir(&dir)? {
+                Some(pid) => eprintln!(
+                    "iwa-realm: stopped samba pid {pid} in {:?}",
+                    started.elapsed()
+                ),
+                None => eprintln!("iwa-realm: no Samba DC running for {}", dir.display()),
             }
             Ok(())
         }
