@@ -5,6 +5,8 @@
 #   Debian packages  krb5-kdc krb5-admin-server krb5-user  (MIT KDC + tools for the test realm)
 #                    libkrb5-dev libclang-dev pkg-config   (building libgssapi-sys)
 #                    curl python3-pip                      (test clients)
+#                    samba samba-ad-dc samba-ad-provision  (the Samba AD DC fixture:
+#                    winbind libwbclient-dev ldap-utils     PAC groups, LDAP, NTLM via winbind)
 #   Python modules   gssapi requests-gssapi pyspnego krb5 requests-ntlm (test clients;
 #                    `krb5` is pyspnego's Kerberos extra: without it pyspnego cannot do
 #                    Kerberos at all)
@@ -12,7 +14,10 @@
 #
 # Nothing global is configured: the tests run their own KDC from a temp dir selected by
 # environment variables. If installing krb5-kdc starts a system KDC (systemd hosts), it
-# is left alone; the tests never talk to it.
+# is left alone; the tests never talk to it. Installing samba on a systemd host starts
+# smbd/nmbd/winbind/samba-ad-dc: those are stopped (and disabled) right away, because
+# they would listen on 0.0.0.0 and a system winbindd would take /run/samba/winbindd,
+# the socket the tests' DC needs.
 #
 # Environment: PYTHON (default python3) is the interpreter the test clients run with
 # (the tests read IWA_TEST_PYTHON, default python3).
@@ -34,7 +39,9 @@ as_root() {
 }
 
 # --- Debian packages ---------------------------------------------------------------
-apt_wanted=(krb5-kdc krb5-admin-server krb5-user libkrb5-dev libclang-dev pkg-config curl python3-pip)
+apt_wanted=(krb5-kdc krb5-admin-server krb5-user libkrb5-dev libclang-dev pkg-config curl python3-pip
+    samba samba-ad-dc samba-ad-provision winbind libwbclient-dev ldap-utils)
+samba_daemons=(smbd nmbd winbindd samba)
 apt_missing=()
 # Java's HttpURLConnection is one of the NTLM test clients; any JDK on PATH will do.
 command -v javac >/dev/null 2>&1 || apt_wanted+=(default-jdk-headless)
@@ -52,10 +59,38 @@ if command -v "$PYTHON" >/dev/null 2>&1; then
 else
     apt_missing+=(python3 python3-dev)
 fi
+# PIDs of Samba daemons running now (so only ones the install starts get stopped).
+samba_pids() {
+    local d
+    for d in "${samba_daemons[@]}"; do pidof "$d" 2>/dev/null || true; done | tr ' ' '\n' | sed '/^$/d' | sort
+}
 if ((${#apt_missing[@]})); then
     log "installing Debian packages: ${apt_missing[*]}"
+    samba_before="$(samba_pids)"
     as_root apt-get update -qq
     as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${apt_missing[@]}" >/dev/null
+    # The samba packages start their system daemons where systemd runs. Stop them: the
+    # tests run their own DC on 127.0.0.2.
+    if [[ -d /run/systemd/system ]] && command -v systemctl >/dev/null 2>&1; then
+        for unit in samba-ad-dc smbd nmbd winbind; do
+            if systemctl is-active --quiet "$unit" 2>/dev/null || systemctl is-enabled --quiet "$unit" 2>/dev/null; then
+                log "stopping and disabling system service $unit (installed with samba)"
+                as_root systemctl disable --now "$unit" >/dev/null 2>&1 || true
+            fi
+        done
+    fi
+    new_pids="$(comm -13 <(echo "$samba_before") <(samba_pids) | sed '/^$/d' || true)"
+    for pid in $new_pids; do
+        log "stopping Samba daemon pid $pid ($(cat "/proc/$pid/comm" 2>/dev/null || echo '?')) started by the install"
+        as_root kill -TERM "$pid" 2>/dev/null || true
+    done
+    for pid in $new_pids; do
+        for _ in $(seq 1 50); do
+            kill -0 "$pid" 2>/dev/null || break
+            sleep 0.1
+        done
+        kill -0 "$pid" 2>/dev/null && as_root kill -KILL "$pid" 2>/dev/null || true
+    done
 else
     log "Debian packages: all present"
 fi

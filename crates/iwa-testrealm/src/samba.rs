@@ -420,7 +420,9 @@ impl SambaDc {
         if let Ok(reason) = fs::read_to_string(&failed) {
             return Err(RealmError::NotReady {
                 dir: dir.to_path_buf(),
-                reason: format!("an earlier test process of this run failed to provision it: {reason}"),
+                reason: format!(
+                    "an earlier test process of this run failed to provision it: {reason}"
+                ),
             });
         }
         if dir.join(SAMBA_STATE_FILE).exists() {
@@ -432,7 +434,9 @@ impl SambaDc {
                         reason: "DC without the standard fixtures".into(),
                     })
                 }
-                Err(e) => eprintln!("iwa-testrealm: shared Samba DC unusable ({e}); re-provisioning"),
+                Err(e) => {
+                    eprintln!("iwa-testrealm: shared Samba DC unusable ({e}); re-provisioning")
+                }
             }
         }
         let _ = stop_dir(dir);
@@ -481,8 +485,9 @@ impl SambaDc {
             _ => {
                 let _ = stop_dir(&dir);
                 if dir.exists() {
-                    fs::remove_dir_all(&dir)
-                        .map_err(|e| RealmError::io(format!("remove stale {}", dir.display()), e))?;
+                    fs::remove_dir_all(&dir).map_err(|e| {
+                        RealmError::io(format!("remove stale {}", dir.display()), e)
+                    })?;
                 }
                 let mut dc = SambaDc::provision(SambaOptions::default().dir(&dir))?;
                 dc.install_standard_fixtures()?;
@@ -569,7 +574,13 @@ impl SambaDc {
     pub fn list_keytab(&self, path: &Path) -> Result<Vec<KeytabEntry>> {
         let mut cmd = self.command("klist");
         cmd.arg("-k").arg("-e").arg(path);
-        let out = run(cmd, "klist", &format!("-k -e {}", path.display()), None, TOOL_TIMEOUT)?;
+        let out = run(
+            cmd,
+            "klist",
+            &format!("-k -e {}", path.display()),
+            None,
+            TOOL_TIMEOUT,
+        )?;
         Ok(parse_klist_keytab(&out.stdout))
     }
 
@@ -591,8 +602,13 @@ impl SambaDc {
             .map(|a| {
                 if a.contains(AD_ADMIN_PASSWORD)
                     || passwords.contains(&a.as_str())
-                    || [AD_ALICE_PASSWORD, AD_BOB_PASSWORD, AD_CAROL_PASSWORD, AD_DAVE_PASSWORD]
-                        .contains(&a.as_str())
+                    || [
+                        AD_ALICE_PASSWORD,
+                        AD_BOB_PASSWORD,
+                        AD_CAROL_PASSWORD,
+                        AD_DAVE_PASSWORD,
+                    ]
+                    .contains(&a.as_str())
                 {
                     "***".to_owned()
                 } else {
@@ -608,22 +624,54 @@ impl SambaDc {
     /// `ldap://127.0.0.2` (the DC allows it: `ldap server require strong auth = no`).
     pub fn ldap_modify(&self, ldif: &str) -> Result<String> {
         let mut cmd = self.command("ldapmodify");
-        cmd.args(["-H", &self.ldap_url(), "-x", "-D", &self.admin_bind_dn(), "-w"])
-            .arg(AD_ADMIN_PASSWORD);
-        let shown = format!("-H {} -x -D {} -w ***", self.ldap_url(), self.admin_bind_dn());
-        run(cmd, "ldapmodify", &shown, Some(ldif.as_bytes()), TOOL_TIMEOUT).map(|o| o.stdout)
+        cmd.args([
+            "-H",
+            &self.ldap_url(),
+            "-x",
+            "-D",
+            &self.admin_bind_dn(),
+            "-w",
+        ])
+        .arg(AD_ADMIN_PASSWORD);
+        let shown = format!(
+            "-H {} -x -D {} -w ***",
+            self.ldap_url(),
+            self.admin_bind_dn()
+        );
+        run(
+            cmd,
+            "ldapmodify",
+            &shown,
+            Some(ldif.as_bytes()),
+            TOOL_TIMEOUT,
+        )
+        .map(|o| o.stdout)
     }
 
     /// `ldapsearch -LLL` (no line wrapping) as Administrator with a simple bind. Returns
     /// the LDIF.
-    pub fn ldap_search(&self, base: &str, scope: &str, filter: &str, attrs: &[&str]) -> Result<String> {
+    pub fn ldap_search(
+        &self,
+        base: &str,
+        scope: &str,
+        filter: &str,
+        attrs: &[&str],
+    ) -> Result<String> {
         let mut cmd = self.command("ldapsearch");
-        cmd.args(["-LLL", "-o", "ldif-wrap=no", "-H", &self.ldap_url(), "-x", "-D"])
-            .arg(self.admin_bind_dn())
-            .arg("-w")
-            .arg(AD_ADMIN_PASSWORD)
-            .args(["-b", base, "-s", scope, filter])
-            .args(attrs);
+        cmd.args([
+            "-LLL",
+            "-o",
+            "ldif-wrap=no",
+            "-H",
+            &self.ldap_url(),
+            "-x",
+            "-D",
+        ])
+        .arg(self.admin_bind_dn())
+        .arg("-w")
+        .arg(AD_ADMIN_PASSWORD)
+        .args(["-b", base, "-s", scope, filter])
+        .args(attrs);
         let shown = format!("-b {base} -s {scope} {filter} {}", attrs.join(" "));
         run(cmd, "ldapsearch", &shown, None, TOOL_TIMEOUT).map(|o| o.stdout)
     }
@@ -631,10 +679,18 @@ impl SambaDc {
     /// The transitive group SIDs of `user` from LDAP (`tokenGroups`, base-scope read on
     /// the user object), as `S-1-...` strings.
     pub fn token_groups(&self, user: &str) -> Result<Vec<String>> {
-        let ldif = self.ldap_search(&self.user_dn(user), "base", "(objectClass=*)", &["tokenGroups"])?;
+        let ldif = self.ldap_search(
+            &self.user_dn(user),
+            "base",
+            "(objectClass=*)",
+            &["tokenGroups"],
+        )?;
         ldif_binary_values(&ldif, "tokenGroups")
             .into_iter()
-            .map(|b| sid_to_string(&b).ok_or_else(|| RealmError::Invalid(format!("bad SID in tokenGroups of {user}"))))
+            .map(|b| {
+                sid_to_string(&b)
+                    .ok_or_else(|| RealmError::Invalid(format!("bad SID in tokenGroups of {user}")))
+            })
             .collect()
     }
 
@@ -665,12 +721,11 @@ impl SambaDc {
         }
     }
 
-    /// Run `wbinfo ARGS --configfile=<smb.conf>` (talks to the DC's winbindd through
-    /// [`WINBINDD_SOCKET_DIR`]). Returns stdout; a non-zero exit is an error.
+    /// Run `wbinfo ARGS` (talks to the DC's winbindd through [`WINBINDD_SOCKET_DIR`];
+    /// wbinfo takes no config file option). Returns stdout; a non-zero exit is an error.
     pub fn wbinfo(&self, args: &[&str]) -> Result<String> {
         let mut cmd = self.command("wbinfo");
-        cmd.arg(format!("--configfile={}", self.state.smb_conf.display()))
-            .args(args);
+        cmd.args(args);
         let shown = args
             .iter()
             .map(|a| if a.contains('%') { "***" } else { a })
@@ -702,7 +757,13 @@ impl SambaDc {
         let mut cmd = Command::new("kinit");
         cmd.arg("-c").arg(cc.name()).arg(&principal);
         cc.apply(&mut cmd);
-        run(cmd, "kinit", &principal, Some(&stdin), Duration::from_secs(60))?;
+        run(
+            cmd,
+            "kinit",
+            &principal,
+            Some(&stdin),
+            Duration::from_secs(60),
+        )?;
         Ok(cc)
     }
 
@@ -810,7 +871,11 @@ impl SambaDc {
             return Vec::new();
         }
         let mut v = vec![self.state.samba_pid];
-        v.extend(descendants(self.state.samba_pid).into_iter().map(|(p, _)| p));
+        v.extend(
+            descendants(self.state.samba_pid)
+                .into_iter()
+                .map(|(p, _)| p),
+        );
         v
     }
 
@@ -985,7 +1050,9 @@ struct Share {
 
 impl Share {
     fn leave(mut self) {
-        let Ok(_ctl) = FileLock::acquire(&self.base.join("ctl.lock"), true, Duration::from_secs(120)) else {
+        let Ok(_ctl) =
+            FileLock::acquire(&self.base.join("ctl.lock"), true, Duration::from_secs(120))
+        else {
             return;
         };
         drop(self.users.take());
@@ -1014,7 +1081,9 @@ struct Server {
 
 impl Server {
     fn try_wait(&mut self) -> Option<ExitStatus> {
-        self.child.as_mut().and_then(|c| c.try_wait().ok().flatten())
+        self.child
+            .as_mut()
+            .and_then(|c| c.try_wait().ok().flatten())
     }
 
     fn stop(&mut self) {
@@ -1062,7 +1131,9 @@ fn stop_dir(dir: &Path) -> Result<Option<u32>> {
         return Ok(None);
     }
     // Guard against a recycled PID: only signal the samba we recorded.
-    if process::pid_comm(pid).as_deref() != Some("samba") || (ticks != 0 && !same_process(pid, ticks)) {
+    if process::pid_comm(pid).as_deref() != Some("samba")
+        || (ticks != 0 && !same_process(pid, ticks))
+    {
         let _ = fs::remove_file(&pid_path);
         return Err(RealmError::Invalid(format!(
             "pid {pid} from {} is not the recorded samba; not signalling it",
@@ -1070,7 +1141,9 @@ fn stop_dir(dir: &Path) -> Result<Option<u32>> {
         )));
     }
     if !stop_tree(pid, ticks, STOP_GRACE) {
-        return Err(RealmError::Invalid(format!("samba pid {pid} (or a child) survived SIGKILL")));
+        return Err(RealmError::Invalid(format!(
+            "samba pid {pid} (or a child) survived SIGKILL"
+        )));
     }
     cleanup_winbindd_socket();
     let _ = fs::remove_file(&pid_path);
@@ -1142,7 +1215,9 @@ fn patch_smb_conf(s: &SambaState) -> Result<()> {
         .map_err(|e| RealmError::io(format!("read {}", s.smb_conf.display()), e))?;
     let mut out = String::new();
     for line in text.lines() {
-        let key = line.split_once('=').map(|(k, _)| k.trim().to_ascii_lowercase());
+        let key = line
+            .split_once('=')
+            .map(|(k, _)| k.trim().to_ascii_lowercase());
         if key.is_some_and(|k| extra.iter().any(|(e, _)| *e == k)) {
             continue;
         }
@@ -1191,7 +1266,10 @@ fn parse_provision_sid(out: &ToolOutput) -> Option<String> {
     out.stdout
         .lines()
         .chain(out.stderr.lines())
-        .find_map(|l| l.split_once("DOMAIN SID:").map(|(_, v)| v.trim().to_owned()))
+        .find_map(|l| {
+            l.split_once("DOMAIN SID:")
+                .map(|(_, v)| v.trim().to_owned())
+        })
         .filter(|s| s.starts_with("S-1-5-21-"))
 }
 
@@ -1314,7 +1392,11 @@ fn proc_stat(pid: u32) -> Option<(u32, u32, u64)> {
     let (_, rest) = stat.rsplit_once(')')?;
     let f: Vec<&str> = rest.split_whitespace().collect();
     // rest starts at field 3 (state): ppid is field 4, pgrp 5, starttime 22.
-    Some((f.get(1)?.parse().ok()?, f.get(2)?.parse().ok()?, f.get(19)?.parse().ok()?))
+    Some((
+        f.get(1)?.parse().ok()?,
+        f.get(2)?.parse().ok()?,
+        f.get(19)?.parse().ok()?,
+    ))
 }
 
 fn start_ticks(pid: u32) -> Option<u64> {
@@ -1417,7 +1499,11 @@ impl FileLock {
 
     fn try_acquire(path: &Path, exclusive: bool) -> Result<Option<FileLock>> {
         let file = FileLock::open(path)?;
-        let op = if exclusive { libc::LOCK_EX } else { libc::LOCK_SH } | libc::LOCK_NB;
+        let op = if exclusive {
+            libc::LOCK_EX
+        } else {
+            libc::LOCK_SH
+        } | libc::LOCK_NB;
         // SAFETY: flock(2) on a descriptor we own; no memory is passed.
         let rc = unsafe { libc::flock(file.as_raw_fd(), op) };
         if rc == 0 {
@@ -1503,8 +1589,18 @@ fn run(
             buf
         })
     };
-    let out_t = reader(child.stdout.take().map(|s| Box::new(s) as Box<dyn Read + Send>));
-    let err_t = reader(child.stderr.take().map(|s| Box::new(s) as Box<dyn Read + Send>));
+    let out_t = reader(
+        child
+            .stdout
+            .take()
+            .map(|s| Box::new(s) as Box<dyn Read + Send>),
+    );
+    let err_t = reader(
+        child
+            .stderr
+            .take()
+            .map(|s| Box::new(s) as Box<dyn Read + Send>),
+    );
     let deadline = Instant::now() + timeout;
     let status = loop {
         match child.try_wait() {
@@ -1529,7 +1625,9 @@ fn run(
             program: program.into(),
             args: shown_args.into(),
             status: st,
-            stderr: format!("{}\n{}", stderr.trim(), stdout.trim()).trim().to_owned(),
+            stderr: format!("{}\n{}", stderr.trim(), stdout.trim())
+                .trim()
+                .to_owned(),
         }),
         None => Err(RealmError::Invalid(format!(
             "`{program} {shown_args}` did not finish within {timeout:?}"

@@ -8,7 +8,7 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use sha2::{Digest, Sha256};
@@ -243,10 +243,71 @@ struct NtlmAcceptor {
     validator: Arc<dyn NtlmValidator>,
 }
 
+type Job = Box<dyn FnOnce() + Send>;
+
+/// A few dedicated threads for Kerberos acceptance (blocking C calls). Compared with
+/// `spawn_blocking` per request, a queue drained by long-lived threads costs no thread
+/// wake-up while the threads are busy, which is exactly when it matters: under load,
+/// jobs run back to back instead of each paying a context switch.
+#[derive(Debug)]
+struct AcceptPool {
+    tx: Mutex<std::sync::mpsc::Sender<Job>>,
+}
+
+impl AcceptPool {
+    fn new(threads: usize) -> Self {
+        let (tx, rx) = std::sync::mpsc::channel::<Job>();
+        let rx = Arc::new(Mutex::new(rx));
+        for i in 0..threads.max(1) {
+            let rx = rx.clone();
+            let spawned = std::thread::Builder::new()
+                .name(format!("iwa-accept-{i}"))
+                .spawn(move || loop {
+                    // Hold the lock only to take one job.
+                    let job = {
+                        let guard = rx.lock().unwrap_or_else(|p| p.into_inner());
+                        guard.recv()
+                    };
+                    match job {
+                        // A panic in C-adjacent code must not kill the thread; the
+                        // job's result channel is dropped and the caller gets an error.
+                        Ok(job) => {
+                            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job));
+                        }
+                        Err(_) => return, // every sender is gone: shut down
+                    }
+                });
+            if let Err(e) = spawned {
+                tracing::error!("cannot start a Kerberos acceptance thread: {e}");
+            }
+        }
+        AcceptPool { tx: Mutex::new(tx) }
+    }
+
+    /// Runs `f` on a pool thread and awaits its result.
+    async fn run<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> Option<T> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let job: Job = Box::new(move || {
+            let _ = tx.send(f());
+        });
+        let sent = self
+            .tx
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .send(job)
+            .is_ok();
+        if !sent {
+            return None;
+        }
+        rx.await.ok()
+    }
+}
+
 /// Authenticates requests. Cheap to share (`Arc`); build one per process.
 #[derive(Debug, Clone)]
 pub struct Authenticator {
     kerberos: Option<Arc<KerberosAcceptor>>,
+    pool: Arc<AcceptPool>,
     ntlm: Option<Arc<NtlmAcceptor>>,
     challenge: Challenge,
 }
@@ -275,8 +336,10 @@ impl Authenticator {
         if ntlm.as_ref().is_some_and(|(s, _)| s.offer_ntlm_scheme) {
             values.push(HeaderValue::from_static("NTLM"));
         }
+        let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
         Authenticator {
             kerberos,
+            pool: Arc::new(AcceptPool::new(threads)),
             ntlm: ntlm.map(|(settings, validator)| {
                 Arc::new(NtlmAcceptor {
                     config: Arc::new(settings.server_config()),
@@ -374,10 +437,12 @@ impl Authenticator {
         let Some(kerberos) = self.kerberos.clone() else {
             return Outcome::Failed(AuthError::MechanismNotEnabled("Kerberos".into()));
         };
-        let result =
-            tokio::task::spawn_blocking(move || kerberos.accept_negotiate(&token, None)).await;
+        let result = self
+            .pool
+            .run(move || kerberos.accept_negotiate(&token, None))
+            .await;
         match result {
-            Ok(Ok(success)) => {
+            Some(Ok(success)) => {
                 debug!(principal = %success.identity.principal, "kerberos accepted");
                 let response_header = success
                     .response_token
@@ -387,10 +452,10 @@ impl Authenticator {
                     response_header,
                 })
             }
-            Ok(Err(e)) => Outcome::Failed(e),
-            Err(join) => Outcome::Failed(AuthError::Internal(format!(
-                "Kerberos acceptance task failed: {join}"
-            ))),
+            Some(Err(e)) => Outcome::Failed(e),
+            None => Outcome::Failed(AuthError::Internal(
+                "the Kerberos acceptance thread failed".into(),
+            )),
         }
     }
 

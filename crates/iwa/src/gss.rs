@@ -206,11 +206,243 @@ impl Drop for OwnedName {
     }
 }
 
+// ---------------------------------------------------------------------------------
+// A few libkrb5 calls (not covered by the GSSAPI bindings): copying the file keytab into
+// a MEMORY keytab once, so that accepting a ticket does not open and read the keytab
+// file every time (MIT's FILE keytab re-reads the file on every lookup).
+
+#[allow(non_camel_case_types)]
+type krb5_context = *mut c_void;
+#[allow(non_camel_case_types)]
+type krb5_keytab = *mut c_void;
+#[allow(non_camel_case_types)]
+type krb5_kt_cursor = *mut c_void;
+
+/// `krb5_keyblock` (krb5.h).
+#[repr(C)]
+struct Krb5Keyblock {
+    magic: i32,
+    enctype: i32,
+    length: u32,
+    contents: *mut u8,
+}
+
+/// `krb5_keytab_entry` (krb5.h).
+#[repr(C)]
+struct Krb5KeytabEntry {
+    magic: i32,
+    principal: *mut c_void,
+    timestamp: i32,
+    vno: u32,
+    key: Krb5Keyblock,
+}
+
+#[link(name = "krb5")]
+extern "C" {
+    fn krb5_init_context(context: *mut krb5_context) -> i32;
+    fn krb5_free_context(context: krb5_context);
+    fn krb5_kt_resolve(
+        context: krb5_context,
+        name: *const std::os::raw::c_char,
+        kt: *mut krb5_keytab,
+    ) -> i32;
+    fn krb5_kt_start_seq_get(
+        context: krb5_context,
+        kt: krb5_keytab,
+        cursor: *mut krb5_kt_cursor,
+    ) -> i32;
+    fn krb5_kt_next_entry(
+        context: krb5_context,
+        kt: krb5_keytab,
+        entry: *mut Krb5KeytabEntry,
+        cursor: *mut krb5_kt_cursor,
+    ) -> i32;
+    fn krb5_kt_end_seq_get(
+        context: krb5_context,
+        kt: krb5_keytab,
+        cursor: *mut krb5_kt_cursor,
+    ) -> i32;
+    fn krb5_kt_add_entry(
+        context: krb5_context,
+        kt: krb5_keytab,
+        entry: *mut Krb5KeytabEntry,
+    ) -> i32;
+    fn krb5_free_keytab_entry_contents(context: krb5_context, entry: *mut Krb5KeytabEntry) -> i32;
+    fn krb5_kt_close(context: krb5_context, kt: krb5_keytab) -> i32;
+    fn krb5_get_error_message(context: krb5_context, code: i32) -> *const std::os::raw::c_char;
+    fn krb5_free_error_message(context: krb5_context, msg: *const std::os::raw::c_char);
+}
+
+/// `KRB5_KT_END`: no more entries.
+const KRB5_KT_END: i32 = -1765328202;
+
+/// A process-lifetime copy of a keytab in MIT's MEMORY keytab type. MIT keeps MEMORY
+/// keytabs in a process-global list while a handle is open; we hold one for as long as
+/// the acceptor credential that uses it.
+#[derive(Debug)]
+pub struct MemoryKeytab {
+    context: krb5_context,
+    keytab: krb5_keytab,
+    /// `MEMORY:iwa-<pid>-<n>`, for the credential store.
+    pub name: String,
+    /// How many keys were copied.
+    pub entries: usize,
+}
+
+// SAFETY: the context and keytab handle are used only in Drop (and in `load`, before the
+// value exists); MIT's MEMORY keytab list is internally locked.
+unsafe impl Send for MemoryKeytab {}
+// SAFETY: `&MemoryKeytab` exposes no operation on the handles.
+unsafe impl Sync for MemoryKeytab {}
+
+fn krb5_error(context: krb5_context, code: i32, what: &str) -> GssError {
+    // SAFETY: `context` is a live context; the message is freed with the matching call.
+    let text = unsafe {
+        let msg = krb5_get_error_message(context, code);
+        if msg.is_null() {
+            format!("error {code}")
+        } else {
+            let t = std::ffi::CStr::from_ptr(msg).to_string_lossy().into_owned();
+            krb5_free_error_message(context, msg);
+            t
+        }
+    };
+    GssError {
+        major: major::FAILURE,
+        minor: code as u32,
+        message: format!("{what}: {text}"),
+    }
+}
+
+impl MemoryKeytab {
+    /// Copies every entry of the keytab file `path` into a new MEMORY keytab.
+    pub fn load(path: &Path) -> Result<Self, GssError> {
+        use std::sync::atomic::{AtomicU32, Ordering};
+        static COUNTER: AtomicU32 = AtomicU32::new(0);
+        let name = format!(
+            "MEMORY:iwa-{}-{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed)
+        );
+        let file_name = CString::new(format!("FILE:{}", path.display())).map_err(|_| GssError {
+            major: major::FAILURE,
+            minor: 0,
+            message: "the keytab path contains a NUL byte".into(),
+        })?;
+        let mem_name = CString::new(name.clone()).map_err(|_| GssError {
+            major: major::FAILURE,
+            minor: 0,
+            message: "bad MEMORY keytab name".into(),
+        })?;
+        let mut context: krb5_context = ptr::null_mut();
+        // SAFETY: out-pointer to a local; freed in Drop (or below on failure).
+        let code = unsafe { krb5_init_context(&mut context) };
+        if code != 0 {
+            return Err(GssError {
+                major: major::FAILURE,
+                minor: code as u32,
+                message: format!("krb5_init_context failed ({code})"),
+            });
+        }
+        let mut me = MemoryKeytab {
+            context,
+            keytab: ptr::null_mut(),
+            name,
+            entries: 0,
+        };
+        let mut file: krb5_keytab = ptr::null_mut();
+        // SAFETY: valid context and NUL-terminated names; handles are closed below/Drop.
+        unsafe {
+            let code = krb5_kt_resolve(me.context, file_name.as_ptr(), &mut file);
+            if code != 0 {
+                return Err(krb5_error(me.context, code, "cannot open the keytab"));
+            }
+            let code = krb5_kt_resolve(me.context, mem_name.as_ptr(), &mut me.keytab);
+            if code != 0 {
+                krb5_kt_close(me.context, file);
+                return Err(krb5_error(
+                    me.context,
+                    code,
+                    "cannot create a MEMORY keytab",
+                ));
+            }
+            let result = me.copy_from(file);
+            krb5_kt_close(me.context, file);
+            result?;
+        }
+        Ok(me)
+    }
+
+    /// # Safety
+    /// `file` must be an open keytab handle of `self.context`.
+    unsafe fn copy_from(&mut self, file: krb5_keytab) -> Result<(), GssError> {
+        let mut cursor: krb5_kt_cursor = ptr::null_mut();
+        // SAFETY: guaranteed by the caller; the cursor is ended below.
+        let code = unsafe { krb5_kt_start_seq_get(self.context, file, &mut cursor) };
+        if code != 0 {
+            return Err(krb5_error(self.context, code, "cannot read the keytab"));
+        }
+        let mut result = Ok(());
+        loop {
+            let mut entry = Krb5KeytabEntry {
+                magic: 0,
+                principal: ptr::null_mut(),
+                timestamp: 0,
+                vno: 0,
+                key: Krb5Keyblock {
+                    magic: 0,
+                    enctype: 0,
+                    length: 0,
+                    contents: ptr::null_mut(),
+                },
+            };
+            // SAFETY: `entry` is a properly laid-out krb5_keytab_entry owned here; its
+            // contents are freed with krb5_free_keytab_entry_contents after the copy.
+            let code = unsafe { krb5_kt_next_entry(self.context, file, &mut entry, &mut cursor) };
+            if code == KRB5_KT_END {
+                break;
+            }
+            if code != 0 {
+                result = Err(krb5_error(self.context, code, "cannot read a keytab entry"));
+                break;
+            }
+            // SAFETY: MEMORY keytabs copy the entry; we then free our copy.
+            let add = unsafe { krb5_kt_add_entry(self.context, self.keytab, &mut entry) };
+            // SAFETY: the entry was filled by krb5_kt_next_entry.
+            unsafe { krb5_free_keytab_entry_contents(self.context, &mut entry) };
+            if add != 0 {
+                result = Err(krb5_error(self.context, add, "cannot copy a keytab entry"));
+                break;
+            }
+            self.entries += 1;
+        }
+        // SAFETY: the cursor came from krb5_kt_start_seq_get on `file`.
+        unsafe { krb5_kt_end_seq_get(self.context, file, &mut cursor) };
+        result
+    }
+}
+
+impl Drop for MemoryKeytab {
+    fn drop(&mut self) {
+        // SAFETY: handles were created by `load` and are released once, keytab first.
+        unsafe {
+            if !self.keytab.is_null() {
+                krb5_kt_close(self.context, self.keytab);
+            }
+            if !self.context.is_null() {
+                krb5_free_context(self.context);
+            }
+        }
+    }
+}
+
 /// An acceptor credential for the Kerberos mechanism, acquired once from a keytab and
 /// shared by every handshake.
 #[derive(Debug)]
 pub struct AcceptorCred {
     cred: sys::gss_cred_id_t,
+    /// The in-memory copy of the keytab the credential reads from; dropped after it.
+    _keytab: Option<MemoryKeytab>,
 }
 
 // SAFETY: an MIT krb5 credential handle is internally locked and may be used by
@@ -221,7 +453,7 @@ unsafe impl Send for AcceptorCred {}
 unsafe impl Sync for AcceptorCred {}
 
 impl AcceptorCred {
-    /// Acquires an acceptor credential from `keytab`. With `principal` (e.g.
+    /// Acquires an acceptor credential from `keytab` (copied into memory once). With `principal` (e.g.
     /// `HTTP/web.example.test@EXAMPLE.TEST`) only tickets for that principal are
     /// accepted; without it, any key in the keytab will do. `rcache` names the replay
     /// cache (`dfl:`, `file2:/path`, ...); `None` keeps MIT's default.
@@ -235,8 +467,8 @@ impl AcceptorCred {
             minor: 0,
             message: format!("{what} contains a NUL byte"),
         };
-        let keytab_c = CString::new(format!("FILE:{}", keytab.display()))
-            .map_err(|_| invalid("the keytab path"))?;
+        let memory = MemoryKeytab::load(keytab)?;
+        let keytab_c = CString::new(memory.name.clone()).map_err(|_| invalid("the keytab name"))?;
         let rcache_c = rcache
             .map(CString::new)
             .transpose()
@@ -285,7 +517,10 @@ impl AcceptorCred {
         if major != 0 {
             return Err(gss_error(major, minor));
         }
-        Ok(AcceptorCred { cred })
+        Ok(AcceptorCred {
+            cred,
+            _keytab: Some(memory),
+        })
     }
 }
 
