@@ -290,7 +290,9 @@ impl<T> TicketClaims<T> {
         let now_s = unix_secs(now);
         let half = self.idle_timeout_secs / 2;
         let due = now_s >= self.last_renewed_at.saturating_add(half);
-        let gains = now_s.saturating_add(self.idle_timeout_secs).min(self.hard_expiry_secs())
+        let gains = now_s
+            .saturating_add(self.idle_timeout_secs)
+            .min(self.hard_expiry_secs())
             > self.expires_at_secs();
         due && gains
     }

@@ -109,7 +109,10 @@ impl fmt::Display for KeyFormatError {
                 }
             }
             KeyFormatError::NotHex { offset } => {
-                write!(f, "the character at offset {offset} is not a hexadecimal digit")
+                write!(
+                    f,
+                    "the character at offset {offset} is not a hexadecimal digit"
+                )
             }
         }
     }
@@ -310,6 +313,7 @@ impl KeyRing {
 }
 
 fn hex_digit(nibble: u8) -> char {
+    // The mask keeps the index below 16, the table's length.
     char::from(b"0123456789abcdef"[usize::from(nibble & 0x0f)])
 }
 
@@ -427,13 +431,19 @@ mod tests {
                 b"AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=".to_vec(),
                 WrongLength { len: 44 },
             ),
-            (HEX_A[..63].as_bytes().to_vec(), WrongLength { len: 63 }),
+            (HEX_A.as_bytes()[..63].to_vec(), WrongLength { len: 63 }),
             (format!("{HEX_A}0").into_bytes(), WrongLength { len: 65 }),
             (format!("{HEX_A}\n\n").into_bytes(), WrongLength { len: 66 }),
             (format!(" {HEX_A}").into_bytes(), WrongLength { len: 65 }),
             (format!("{HEX_A}\r\n").into_bytes(), CarriageReturn),
-            (format!("{}g", &HEX_A[..63]).into_bytes(), NotHex { offset: 63 }),
-            (format!("0x{}", &HEX_A[2..]).into_bytes(), NotHex { offset: 1 }),
+            (
+                format!("{}g", &HEX_A[..63]).into_bytes(),
+                NotHex { offset: 63 },
+            ),
+            (
+                format!("0x{}", &HEX_A[2..]).into_bytes(),
+                NotHex { offset: 1 },
+            ),
         ];
         for (content, want) in cases {
             assert_eq!(parse_key(&content).err(), Some(want), "{content:?}");
@@ -471,7 +481,10 @@ mod tests {
         for mode in [0o600, 0o400] {
             let p = write(dir.path(), &format!("ok{mode:o}"), body.as_bytes(), mode);
             let ring = KeyRing::load(&p, &[]).unwrap();
-            assert_eq!(ring.current_id(), KeyId::of(&parse_key(HEX_A.as_bytes()).unwrap()));
+            assert_eq!(
+                ring.current_id(),
+                KeyId::of(&parse_key(HEX_A.as_bytes()).unwrap())
+            );
         }
     }
 
@@ -483,20 +496,35 @@ mod tests {
         let p = write(dir.path(), "bad", almost.as_bytes(), 0o600);
         let err = KeyRing::load(&p, &[]).unwrap_err();
         let msg = err.to_string();
-        assert!(matches!(err, KeyError::Format { problem: KeyFormatError::NotHex { offset: 63 }, .. }));
+        assert!(matches!(
+            err,
+            KeyError::Format {
+                problem: KeyFormatError::NotHex { offset: 63 },
+                ..
+            }
+        ));
         assert!(msg.contains(&p.display().to_string()), "{msg}");
         assert!(!msg.contains(&HEX_A[..16]), "{msg}");
 
         let missing = dir.path().join("missing");
-        assert!(matches!(KeyRing::load(&missing, &[]), Err(KeyError::Io { .. })));
+        assert!(matches!(
+            KeyRing::load(&missing, &[]),
+            Err(KeyError::Io { .. })
+        ));
         let sub = dir.path().join("sub");
         fs::create_dir(&sub).unwrap();
         fs::set_permissions(&sub, fs::Permissions::from_mode(0o700)).unwrap();
-        assert!(matches!(KeyRing::load(&sub, &[]), Err(KeyError::NotAFile { .. })));
+        assert!(matches!(
+            KeyRing::load(&sub, &[]),
+            Err(KeyError::NotAFile { .. })
+        ));
         let big = write(dir.path(), "big", &vec![b'a'; 4096], 0o600);
         assert!(matches!(
             KeyRing::load(&big, &[]),
-            Err(KeyError::Format { problem: KeyFormatError::WrongLength { len: 4096 }, .. })
+            Err(KeyError::Format {
+                problem: KeyFormatError::WrongLength { len: 4096 },
+                ..
+            })
         ));
     }
 

@@ -36,6 +36,23 @@
 //!   [`TicketClaims::renew`] and set the cookie again. The ticket id is kept, so a
 //!   revocation covers every renewed copy.
 //! - Stopping: revoke [`TicketClaims::ticket_id`] until [`TicketClaims::hard_expiry`].
+//! - Cookie attributes: `HttpOnly; SameSite=Lax; Path=/`, `Secure` on TLS listeners;
+//!   `Max-Age` at most the seconds until [`TicketClaims::hard_expiry`] (or none: a
+//!   browser-session cookie). The ticket's own times decide validity, not the browser.
+//!
+//! # What each ticket is bound to
+//!
+//! - An **impersonation** ticket is never authentication by itself: the request is
+//!   authenticated first (Kerberos, NTLM or a session ticket) and the ticket is honoured
+//!   only if [`TicketClaims::bound_to`] that real user. A copy in another user's browser
+//!   is ignored there (and worth an audit event).
+//! - A **session** ticket *is* the authentication for the requests that carry it: a
+//!   bearer credential, like mod_auth_gssapi's session cookie. No client attribute is
+//!   both stable and unforgeable (addresses change behind NAT and proxies; headers are
+//!   the client's to choose; the TLS server certificate is the same for everyone), so it
+//!   is bound to nothing a thief could forge either; what limits a stolen copy is
+//!   `HttpOnly`/`Secure`/`SameSite`, the idle window, the absolute cap, the Kerberos end
+//!   time (`not_after`), and revocation by id.
 
 mod claims;
 mod keys;
@@ -51,8 +68,8 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 pub use claims::{
-    ImpersonationPayload, Purpose, SessionPayload, Subject, TicketClaims, TicketId,
-    TicketIdentity, TicketLifetime,
+    ImpersonationPayload, Purpose, SessionPayload, Subject, TicketClaims, TicketId, TicketIdentity,
+    TicketLifetime,
 };
 pub use keys::{KeyError, KeyFormatError, KeyId, KeyRing, KEY_ID_LEN, KEY_LEN};
 pub use revocation::{MemoryRevocationStore, RevocationStore};
@@ -78,26 +95,49 @@ pub enum TicketError {
     NotBase64,
     #[error("ticket is {len} bytes, shorter than the {min} bytes of header and tag")]
     Truncated { len: usize, min: usize },
-    #[error("ticket format version {found} is not supported (this gateway reads version {TICKET_VERSION})")]
+    #[error(
+        "ticket format version {found} is not supported (this gateway reads version \
+         {TICKET_VERSION})"
+    )]
     UnsupportedVersion { found: u8 },
     #[error(
         "ticket was sealed under key {key_id}, which is not in the key ring \
          (rotated out, or another gateway's key; add its file to the previous keys to accept it)"
     )]
     UnknownKey { key_id: KeyId },
-    #[error("ticket failed authentication: it was altered or truncated, or sealed by a different key")]
+    #[error(
+        "ticket failed authentication: it was altered or truncated, or sealed by a \
+         different key"
+    )]
     Forged,
     #[error("ticket was sealed for {found} but presented as {expected}")]
     WrongPurpose { expected: Purpose, found: Purpose },
-    #[error("ticket authenticated but its claims do not decode (sealed by an incompatible gateway version?)")]
+    #[error(
+        "ticket authenticated but its claims do not decode (sealed by an incompatible \
+         gateway version?)"
+    )]
     InvalidClaims,
-    #[error("ticket issued in the future ({issued_at:?} > now {now:?}): clocks differ between gateway instances by more than the allowed skew")]
-    NotYetValid { issued_at: SystemTime, now: SystemTime },
-    #[error("ticket reached its absolute lifetime cap at {at:?}")]
+    #[error(
+        "ticket issued in the future (at unix time {}, now {}): clocks differ between \
+         gateway instances by more than the allowed skew",
+        unix(issued_at),
+        unix(now)
+    )]
+    NotYetValid {
+        issued_at: SystemTime,
+        now: SystemTime,
+    },
+    #[error("ticket reached its absolute lifetime cap at unix time {}", unix(at))]
     AbsoluteExpired { at: SystemTime },
-    #[error("ticket outlived the credential it came from (Kerberos ticket end time {at:?})")]
+    #[error(
+        "ticket outlived the credential it came from (Kerberos ticket end time: unix time {})",
+        unix(at)
+    )]
     CredentialExpired { at: SystemTime },
-    #[error("ticket expired at {at:?} after being idle longer than its idle timeout")]
+    #[error(
+        "ticket expired at unix time {} after being idle longer than its idle timeout",
+        unix(at)
+    )]
     IdleExpired { at: SystemTime },
     #[error("ticket was revoked")]
     Revoked,
@@ -105,6 +145,10 @@ pub enum TicketError {
     RandomUnavailable,
     #[error("ticket claims could not be encoded")]
     Encode,
+}
+
+fn unix(t: &SystemTime) -> u64 {
+    claims::unix_secs(*t)
 }
 
 fn aad(version: u8, key_id: KeyId, purpose: Purpose) -> Vec<u8> {

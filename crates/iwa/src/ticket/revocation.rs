@@ -133,7 +133,10 @@ mod tests {
         assert!(!s.is_revoked(&id(1), t0));
         s.revoke(id(1), until);
         assert!(s.is_revoked(&id(1), t0));
-        assert!(s.is_revoked(&id(1), until), "the deadline itself is still covered");
+        assert!(
+            s.is_revoked(&id(1), until),
+            "the deadline itself is still covered"
+        );
         assert!(!s.is_revoked(&id(2), t0));
         assert_eq!(s.len(), 1);
         assert!(!s.is_revoked(&id(1), until + Duration::from_secs(1)));

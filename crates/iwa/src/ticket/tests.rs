@@ -80,7 +80,11 @@ fn impersonation_claims() -> TicketClaims<ImpersonationPayload> {
     .unwrap()
 }
 
-fn open_session(c: &TicketCodec, v: &str, now: SystemTime) -> Result<TicketClaims<SessionPayload>, TicketError> {
+fn open_session(
+    c: &TicketCodec,
+    v: &str,
+    now: SystemTime,
+) -> Result<TicketClaims<SessionPayload>, TicketError> {
     c.open(Purpose::Session, v, now)
 }
 
@@ -178,7 +182,10 @@ fn golden_ticket_still_opens() {
     assert_eq!(opened.absolute_expiry(), at(ABSOLUTE));
     assert_eq!(opened.idle_timeout(), Duration::from_secs(IDLE));
     assert_eq!(opened.not_after(), Some(at(3600)));
-    assert_eq!(opened.ticket_id().to_string(), "000102030405060708090a0b0c0d0e0f");
+    assert_eq!(
+        opened.ticket_id().to_string(),
+        "000102030405060708090a0b0c0d0e0f"
+    );
 }
 
 // ---- rejections before authentication ----
@@ -189,10 +196,16 @@ fn oversized_input_is_refused_before_decoding() {
     let long = "A".repeat(MAX_TICKET_LEN + 1);
     assert_eq!(
         open_session(&c, &long, t0()),
-        Err(TicketError::TooLarge { len: MAX_TICKET_LEN + 1, max: MAX_TICKET_LEN })
+        Err(TicketError::TooLarge {
+            len: MAX_TICKET_LEN + 1,
+            max: MAX_TICKET_LEN
+        })
     );
     let junk = "!".repeat(MAX_TICKET_LEN + 1);
-    assert!(matches!(open_session(&c, &junk, t0()), Err(TicketError::TooLarge { .. })));
+    assert!(matches!(
+        open_session(&c, &junk, t0()),
+        Err(TicketError::TooLarge { .. })
+    ));
 }
 
 #[test]
@@ -216,7 +229,10 @@ fn sealing_refuses_a_ticket_too_big_for_a_cookie() {
     .unwrap();
     assert!(matches!(
         c.seal(&claims),
-        Err(TicketError::TooLarge { max: MAX_TICKET_LEN, .. })
+        Err(TicketError::TooLarge {
+            max: MAX_TICKET_LEN,
+            ..
+        })
     ));
 }
 
@@ -234,7 +250,11 @@ fn malformed_base64_is_refused() {
         // a length no encoder produces (4n + 1 characters)
         format!("{good}{}", "A".repeat((5 - good.len() % 4) % 4)),
     ] {
-        assert_eq!(open_session(&c, &bad, t0()), Err(TicketError::NotBase64), "{bad}");
+        assert_eq!(
+            open_session(&c, &bad, t0()),
+            Err(TicketError::NotBase64),
+            "{bad}"
+        );
     }
 }
 
@@ -245,7 +265,10 @@ fn truncated_tickets_are_refused() {
     for len in [0, 1, 5, HEADER_LEN, HEADER_LEN + TAG_LEN - 1] {
         assert_eq!(
             open_session(&c, &encode(&bytes[..len]), t0()),
-            Err(TicketError::Truncated { len, min: HEADER_LEN + TAG_LEN }),
+            Err(TicketError::Truncated {
+                len,
+                min: HEADER_LEN + TAG_LEN
+            }),
             "{len}"
         );
     }
@@ -278,12 +301,18 @@ fn tampering_with_any_region_is_detected() {
     // key id: every byte
     for i in 1..9 {
         let err = open_session(&c, &flip(i, 0x01), t0()).unwrap_err();
-        assert!(matches!(err, TicketError::UnknownKey { .. }), "byte {i}: {err:?}");
+        assert!(
+            matches!(err, TicketError::UnknownKey { .. }),
+            "byte {i}: {err:?}"
+        );
     }
     // key id swapped for another key in the ring: the AAD and key no longer match
     let mut other = bytes.clone();
     other[1..9].copy_from_slice(&KeyId::of(&KEY_B).0);
-    assert_eq!(open_session(&c, &encode(&other), t0()), Err(TicketError::Forged));
+    assert_eq!(
+        open_session(&c, &encode(&other), t0()),
+        Err(TicketError::Forged)
+    );
     // nonce, ciphertext and tag: every byte, every bit position once
     for i in 9..len {
         let region = match i {
@@ -301,7 +330,10 @@ fn tampering_with_any_region_is_detected() {
     // appended bytes
     let mut longer = bytes.clone();
     longer.push(0);
-    assert_eq!(open_session(&c, &encode(&longer), t0()), Err(TicketError::Forged));
+    assert_eq!(
+        open_session(&c, &encode(&longer), t0()),
+        Err(TicketError::Forged)
+    );
     // untouched, it still opens
     assert_eq!(open_session(&c, &encode(&bytes), t0()).unwrap(), claims);
 }
@@ -312,7 +344,12 @@ fn a_ticket_from_another_key_ring_is_an_unknown_key() {
     let theirs = codec(KEY_B, &[]);
     let value = theirs.seal(&session_claims(None)).unwrap();
     let err = open_session(&ours, &value, t0()).unwrap_err();
-    assert_eq!(err, TicketError::UnknownKey { key_id: KeyId::of(&KEY_B) });
+    assert_eq!(
+        err,
+        TicketError::UnknownKey {
+            key_id: KeyId::of(&KEY_B)
+        }
+    );
     assert!(err.to_string().contains(&KeyId::of(&KEY_B).to_string()));
 }
 
@@ -326,13 +363,19 @@ fn rotation_keeps_old_tickets_while_the_old_key_is_listed() {
     let rotated = codec(KEY_B, &[KEY_A]);
     assert!(open_session(&rotated, &old_ticket, at(10)).is_ok());
     let new_ticket = rotated.seal(&session_claims(None)).unwrap();
-    assert_eq!(raw(&new_ticket)[1..9], KeyId::of(&KEY_B).0, "the new current key seals");
+    assert_eq!(
+        raw(&new_ticket)[1..9],
+        KeyId::of(&KEY_B).0,
+        "the new current key seals"
+    );
     assert!(open_session(&rotated, &new_ticket, at(10)).is_ok());
 
     let dropped = codec(KEY_B, &[]);
     assert_eq!(
         open_session(&dropped, &old_ticket, at(10)),
-        Err(TicketError::UnknownKey { key_id: KeyId::of(&KEY_A) })
+        Err(TicketError::UnknownKey {
+            key_id: KeyId::of(&KEY_A)
+        })
     );
     assert!(open_session(&dropped, &new_ticket, at(10)).is_ok());
     // Staged rollout: an instance that lists the new key as previous opens its tickets.
@@ -404,7 +447,10 @@ fn not_yet_valid_beyond_the_clock_skew() {
 fn idle_timeout_expires_an_unrenewed_ticket() {
     let c = codec(KEY_A, &[]);
     let value = c.seal(&session_claims(None)).unwrap();
-    assert!(open_session(&c, &value, at(IDLE)).is_ok(), "the deadline itself is valid");
+    assert!(
+        open_session(&c, &value, at(IDLE)).is_ok(),
+        "the deadline itself is valid"
+    );
     assert_eq!(
         open_session(&c, &value, at(IDLE + 1)),
         Err(TicketError::IdleExpired { at: at(IDLE) })
@@ -420,7 +466,11 @@ fn renewal_is_due_once_half_the_idle_window_has_passed() {
     assert!(claims.needs_renewal(at(IDLE)));
 
     let renewed = claims.clone().renew(at(IDLE / 2));
-    assert_eq!(renewed.ticket_id(), claims.ticket_id(), "same id: revocation still applies");
+    assert_eq!(
+        renewed.ticket_id(),
+        claims.ticket_id(),
+        "same id: revocation still applies"
+    );
     assert_eq!(renewed.issued_at(), claims.issued_at());
     assert_eq!(renewed.absolute_expiry(), claims.absolute_expiry());
     assert_eq!(renewed.last_renewed_at(), at(IDLE / 2));
@@ -432,10 +482,15 @@ fn renewal_is_due_once_half_the_idle_window_has_passed() {
 
     let c = codec(KEY_A, &[]);
     let value = c.seal(&renewed).unwrap();
-    assert!(open_session(&c, &value, at(IDLE + 1)).is_ok(), "the renewal extended it");
+    assert!(
+        open_session(&c, &value, at(IDLE + 1)).is_ok(),
+        "the renewal extended it"
+    );
     assert_eq!(
         open_session(&c, &value, at(IDLE / 2 + IDLE + 1)),
-        Err(TicketError::IdleExpired { at: at(IDLE / 2 + IDLE) })
+        Err(TicketError::IdleExpired {
+            at: at(IDLE / 2 + IDLE)
+        })
     );
 }
 
@@ -490,7 +545,9 @@ fn a_session_never_outlives_its_kerberos_ticket() {
     assert!(open_session(&c, &value, at(kerberos_end)).is_ok());
     assert_eq!(
         open_session(&c, &value, at(kerberos_end + 1)),
-        Err(TicketError::CredentialExpired { at: at(kerberos_end) })
+        Err(TicketError::CredentialExpired {
+            at: at(kerberos_end)
+        })
     );
 }
 
@@ -551,9 +608,18 @@ fn a_revoked_ticket_and_its_renewals_are_refused_until_they_would_expire() {
 
     let renewed = opened.clone().renew(at(IDLE / 2));
     store.revoke(opened.ticket_id(), opened.hard_expiry());
-    assert_eq!(opened.check_revocation(&store, at(2)), Err(TicketError::Revoked));
-    assert_eq!(renewed.check_revocation(&store, at(IDLE / 2)), Err(TicketError::Revoked));
-    assert_eq!(renewed.check_revocation(&store, at(ABSOLUTE)), Err(TicketError::Revoked));
+    assert_eq!(
+        opened.check_revocation(&store, at(2)),
+        Err(TicketError::Revoked)
+    );
+    assert_eq!(
+        renewed.check_revocation(&store, at(IDLE / 2)),
+        Err(TicketError::Revoked)
+    );
+    assert_eq!(
+        renewed.check_revocation(&store, at(ABSOLUTE)),
+        Err(TicketError::Revoked)
+    );
     // Past the hard expiry the ticket is dead anyway and the entry may go.
     assert_eq!(renewed.check_revocation(&store, at(ABSOLUTE + 1)), Ok(()));
 }
@@ -588,3 +654,17 @@ fn errors_never_contain_the_ticket() {
     }
 }
 
+#[test]
+fn expiry_messages_give_unix_times() {
+    let msg = TicketError::AbsoluteExpired { at: at(ABSOLUTE) }.to_string();
+    assert!(msg.contains("unix time 1700028800"), "{msg}");
+    let msg = TicketError::NotYetValid {
+        issued_at: at(100),
+        now: t0(),
+    }
+    .to_string();
+    assert!(
+        msg.contains("1700000100") && msg.contains("1700000000"),
+        "{msg}"
+    );
+}
