@@ -20,6 +20,7 @@ pub struct Config {
     pub ntlm: Option<Ntlm>,
     /// Path-prefix rules, longest prefix first.
     pub routes: Vec<Route>,
+    pub session: Option<Session>,
     pub log: Log,
 }
 
@@ -38,6 +39,16 @@ pub struct Kerberos {
     pub replay_cache: Option<String>,
     /// Remember a Kerberos login for the rest of its TCP connection.
     pub connection_bound: bool,
+}
+
+/// `[session]`: session cookies after a login.
+#[derive(Debug, Clone)]
+pub struct Session {
+    pub key_file: PathBuf,
+    pub previous_key_files: Vec<PathBuf>,
+    pub cookie_name: String,
+    pub idle_timeout: Duration,
+    pub max_lifetime: Duration,
 }
 
 /// Whether a route authenticates.
@@ -166,7 +177,16 @@ const TOP_KEYS: &[&str] = &[
     "kerberos",
     "ntlm",
     "route",
+    "session",
     "log",
+];
+const SESSION_KEYS: &[&str] = &[
+    "enabled",
+    "key_file",
+    "previous_key_files",
+    "cookie_name",
+    "idle_timeout",
+    "max_lifetime",
 ];
 const ROUTE_KEYS: &[&str] = &["path", "auth", "allow_users", "allow_groups", "deny_groups"];
 const NTLM_KEYS: &[&str] = &[
@@ -620,6 +640,64 @@ impl Config {
 
         let routes = parse_routes(&mut w, &table);
 
+        let session_t = w.table(&table, "session").unwrap_or(&empty);
+        w.unknown_keys(session_t, "session", SESSION_KEYS);
+        let session_on =
+            table.contains_key("session") && w.boolean(session_t, "session", "enabled", true);
+        let key_file = w
+            .string(session_t, "session", "key_file")
+            .map(|f| base.join(f));
+        let previous_key_files: Vec<PathBuf> =
+            string_list(&mut w, session_t, "session", "previous_key_files")
+                .into_iter()
+                .map(|f| base.join(f))
+                .collect();
+        let cookie_name = w
+            .string(session_t, "session", "cookie_name")
+            .unwrap_or_else(|| "iwa_session".into());
+        if !cookie_name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+            || cookie_name.is_empty()
+        {
+            w.err(
+                "session.cookie_name",
+                format!("`{cookie_name}` is not a cookie name"),
+                Some("letters, digits, _ and -".into()),
+            );
+        }
+        let idle_timeout = w.duration(
+            session_t,
+            "session",
+            "idle_timeout",
+            Duration::from_secs(30 * 60),
+        );
+        let max_lifetime = w.duration(
+            session_t,
+            "session",
+            "max_lifetime",
+            Duration::from_secs(8 * 3600),
+        );
+        let session = match (session_on, key_file) {
+            (true, Some(key_file)) => {
+                if let Err(e) = iwa::ticket::KeyRing::load(&key_file, &previous_key_files) {
+                    w.err("session.key_file", e.to_string(), Some("make a key with `iwa keygen --out FILE` (64 hex characters, mode 0600)".into()));
+                }
+                Some(Session {
+                    key_file,
+                    previous_key_files,
+                    cookie_name,
+                    idle_timeout,
+                    max_lifetime,
+                })
+            }
+            (true, None) => {
+                w.err("session.key_file", "missing", Some("key_file = \"/etc/iwa/session.key\" (make it with `iwa keygen --out FILE`)".into()));
+                None
+            }
+            (false, _) => None,
+        };
+
         if !w.errors.is_empty() {
             return Err(w.errors);
         }
@@ -648,6 +726,7 @@ impl Config {
                 kerberos,
                 ntlm,
                 routes,
+                session,
                 log: Log {
                     level,
                     format,

@@ -35,6 +35,12 @@ enum Command {
         #[arg(short, long)]
         user: String,
     },
+    /// Write a new random key file for session/impersonation tickets (mode 0600).
+    Keygen {
+        /// Where to write it; refuses to overwrite an existing file.
+        #[arg(short, long)]
+        out: PathBuf,
+    },
     /// Show single sign-on working on a throwaway loopback realm (needs the MIT KDC
     /// packages and curl; `scripts/demo` installs them).
     Demo {
@@ -74,6 +80,16 @@ fn main() -> ExitCode {
         }
         Command::Serve { config } => serve(&config),
         Command::Hash { user } => hash(&user),
+        Command::Keygen { out } => match iwa::ticket::KeyRing::generate_key_file(&out) {
+            Ok(id) => {
+                println!("wrote {} (key id {id})", out.display());
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::FAILURE
+            }
+        },
         Command::Demo { once } => match demo::run(demo::DemoOptions { once }) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {

@@ -26,6 +26,7 @@ use crate::proxy::{ProxyBody, ProxyService, RouteRule, Upstream};
 /// Everything a connection needs, shared.
 pub struct Gateway {
     pub routes: Arc<Vec<Route>>,
+    pub session: Option<Arc<iwa::session::SessionSettings>>,
     pub access_log: bool,
     pub connection_bound: bool,
     pub auth: Arc<Authenticator>,
@@ -84,8 +85,25 @@ impl Gateway {
             config.backend.connect_timeout,
             identity_headers.clone(),
         ));
+        let session = match &config.session {
+            Some(s) => {
+                let ring = iwa::ticket::KeyRing::load(&s.key_file, &s.previous_key_files)
+                    .map_err(|e| format!("session keys: {e}"))?;
+                let mut settings = iwa::session::SessionSettings::new(Arc::new(
+                    iwa::ticket::TicketCodec::new(ring),
+                ));
+                settings.cookie_name = s.cookie_name.clone();
+                settings.lifetime = iwa::ticket::TicketLifetime {
+                    idle_timeout: s.idle_timeout,
+                    absolute: s.max_lifetime,
+                };
+                Some(Arc::new(settings))
+            }
+            None => None,
+        };
         Ok(Gateway {
             routes: Arc::new(config.routes.clone()),
+            session,
             access_log: config.log.access,
             connection_bound: config.kerberos.as_ref().is_some_and(|k| k.connection_bound),
             auth: Arc::new(auth),
@@ -163,6 +181,7 @@ pub async fn serve(
         let authed = IwaLayer::new(gateway.auth.clone())
             .identity_headers(gateway.identity_headers.clone())
             .connection_bound(gateway.connection_bound)
+            .session(gateway.session.clone())
             .layer(proxy);
         // This connection's own login memory (used only when connection_bound is on).
         let conn_auth = ConnectionAuth::default();

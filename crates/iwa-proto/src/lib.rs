@@ -18,4 +18,6 @@ pub mod authz;
 pub mod der;
 pub mod krb5;
 pub mod ntlm;
+pub mod pac;
+pub mod sid;
 pub mod spnego;

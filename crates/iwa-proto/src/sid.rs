@@ -303,7 +303,9 @@ impl FromStr for Sid {
                 u64::from_str_radix(hex, 16).map_err(|_| SidError::BadComponent { index: 1 })?
             }
             Some(_) => return Err(SidError::BadComponent { index: 1 }),
-            None => parse_decimal::<u64>(authority_str).ok_or(SidError::BadComponent { index: 1 })?,
+            None => {
+                parse_decimal::<u64>(authority_str).ok_or(SidError::BadComponent { index: 1 })?
+            }
         };
         if authority >> 48 != 0 {
             return Err(SidError::AuthorityOutOfRange);
@@ -311,7 +313,8 @@ impl FromStr for Sid {
         let mut subs = [0u32; MAX_SUB_AUTHORITIES];
         let mut count = 0usize;
         for (i, part) in parts.enumerate() {
-            let value = parse_decimal::<u32>(part).ok_or(SidError::BadComponent { index: i + 2 })?;
+            let value =
+                parse_decimal::<u32>(part).ok_or(SidError::BadComponent { index: i + 2 })?;
             let slot = subs
                 .get_mut(count)
                 .ok_or(SidError::TooManySubAuthorities { count: count + 1 })?;
@@ -364,9 +367,7 @@ mod tests {
     #[test]
     fn binary_form_of_ms_dtyp() {
         // S-1-5-32-544 (BUILTIN\Administrators), [MS-DTYP] 2.4.2.2 layout.
-        let bytes = [
-            1, 2, 0, 0, 0, 0, 0, 5, 0x20, 0, 0, 0, 0x20, 0x02, 0, 0,
-        ];
+        let bytes = [1, 2, 0, 0, 0, 0, 0, 5, 0x20, 0, 0, 0, 0x20, 0x02, 0, 0];
         let sid = Sid::from_bytes(&bytes).unwrap();
         assert_eq!(sid.to_string(), "S-1-5-32-544");
         assert_eq!(sid.to_bytes(), bytes);
@@ -421,10 +422,7 @@ mod tests {
         let sid = Sid::new(0x0000_1234_5678_9abc, &[1]).unwrap();
         assert_eq!(sid.to_string(), "S-1-0x123456789ABC-1");
         assert_eq!("S-1-0x123456789ABC-1".parse::<Sid>().unwrap(), sid);
-        assert_eq!(
-            Sid::new(1 << 48, &[]),
-            Err(SidError::AuthorityOutOfRange)
-        );
+        assert_eq!(Sid::new(1 << 48, &[]), Err(SidError::AuthorityOutOfRange));
         assert_eq!(
             "S-1-281474976710656".parse::<Sid>(),
             Err(SidError::AuthorityOutOfRange)

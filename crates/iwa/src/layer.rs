@@ -9,19 +9,21 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::SystemTime;
 
 use bytes::Bytes;
-use http::header::{ACCEPT, AUTHORIZATION, WWW_AUTHENTICATE};
+use http::header::{HeaderValue, ACCEPT, AUTHORIZATION, SET_COOKIE, WWW_AUTHENTICATE};
 use http::{Request, Response};
 use http_body_util::{Either, Full};
 use tower_layer::Layer;
 use tower_service::Service;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::auth::{Authenticated, Authenticator, Outcome};
 use crate::error::{unauthenticated_response, AuthError, Challenge};
 use crate::headers::IdentityHeaders;
 use crate::identity::{AuthMethod, Identity};
+use crate::session::{SessionLookup, SessionSettings};
 
 /// Whether a request must be authenticated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -57,6 +59,7 @@ pub struct IwaLayer {
     headers: Arc<IdentityHeaders>,
     policy: Policy,
     connection_bound: bool,
+    session: Option<Arc<SessionSettings>>,
 }
 
 impl IwaLayer {
@@ -66,7 +69,14 @@ impl IwaLayer {
             headers: Arc::new(IdentityHeaders::default()),
             policy: Policy::Required,
             connection_bound: false,
+            session: None,
         }
+    }
+
+    /// Issue a session cookie after each login and accept it instead of a handshake.
+    pub fn session(mut self, session: Option<Arc<SessionSettings>>) -> Self {
+        self.session = session;
+        self
     }
 
     /// Remember a login for the rest of its connection (needs [`ConnectionAuth`] in the
@@ -97,6 +107,7 @@ impl<S> Layer<S> for IwaLayer {
             headers: self.headers.clone(),
             policy: self.policy,
             connection_bound: self.connection_bound,
+            session: self.session.clone(),
         }
     }
 }
@@ -109,6 +120,7 @@ pub struct IwaService<S> {
     headers: Arc<IdentityHeaders>,
     policy: Policy,
     connection_bound: bool,
+    session: Option<Arc<SessionSettings>>,
 }
 
 fn log_failure(err: &AuthError) {
@@ -144,36 +156,71 @@ where
             .unwrap_or(self.policy);
         let connection_bound = self.connection_bound;
         let conn = req.extensions().get::<ConnectionAuth>().cloned();
+        let session = self.session.clone();
         Box::pin(async move {
             headers.strip(req.headers_mut());
             let mut fresh = true;
-            let outcome = match auth.authenticate(req.headers(), conn.as_ref()).await {
-                // No new credentials on a connection that already authenticated: NTLM
-                // logins always last for their connection (as with IIS), Kerberos ones
-                // only when configured.
-                Outcome::NoCredentials => match conn.as_ref().and_then(ConnectionAuth::identity) {
-                    Some(identity) if connection_bound || identity.method == AuthMethod::Ntlm => {
-                        fresh = false;
-                        Outcome::Authenticated(Authenticated {
-                            identity,
-                            response_header: None,
-                        })
+            let mut set_cookie: Option<HeaderValue> = None;
+            // A session cookie stands in for a handshake when no new credentials come.
+            let from_session = match &session {
+                Some(s) if !req.headers().contains_key(AUTHORIZATION) => {
+                    match s.lookup(req.headers(), SystemTime::now()) {
+                        SessionLookup::Valid { identity, renewed } => {
+                            set_cookie = renewed;
+                            Some(identity)
+                        }
+                        SessionLookup::Invalid(e) => {
+                            debug!("ignoring session cookie: {e}");
+                            set_cookie = s.clear();
+                            None
+                        }
+                        SessionLookup::Absent => None,
                     }
-                    _ => Outcome::NoCredentials,
-                },
-                // A new Authorization header starts over: success replaces the
-                // connection's identity, failure forgets it.
-                other => {
-                    if let Some(conn) = &conn {
-                        match &other {
-                            Outcome::Authenticated(a) => {
-                                conn.set_identity(Some(a.identity.clone()))
+                }
+                _ => None,
+            };
+            if let Some(s) = &session {
+                s.strip(req.headers_mut());
+            }
+            let outcome = if let Some(identity) = from_session {
+                fresh = false;
+                Outcome::Authenticated(Authenticated {
+                    identity,
+                    response_header: None,
+                })
+            } else {
+                match auth.authenticate(req.headers(), conn.as_ref()).await {
+                    // No new credentials on a connection that already authenticated: NTLM
+                    // logins always last for their connection (as with IIS), Kerberos ones
+                    // only when configured.
+                    Outcome::NoCredentials => {
+                        match conn.as_ref().and_then(ConnectionAuth::identity) {
+                            Some(identity)
+                                if connection_bound || identity.method == AuthMethod::Ntlm =>
+                            {
+                                fresh = false;
+                                Outcome::Authenticated(Authenticated {
+                                    identity,
+                                    response_header: None,
+                                })
                             }
-                            Outcome::Continue(_) => {}
-                            _ => conn.set_identity(None),
+                            _ => Outcome::NoCredentials,
                         }
                     }
-                    other
+                    // A new Authorization header starts over: success replaces the
+                    // connection's identity, failure forgets it.
+                    other => {
+                        if let Some(conn) = &conn {
+                            match &other {
+                                Outcome::Authenticated(a) => {
+                                    conn.set_identity(Some(a.identity.clone()))
+                                }
+                                Outcome::Continue(_) => {}
+                                _ => conn.set_identity(None),
+                            }
+                        }
+                        other
+                    }
                 }
             };
             req.headers_mut().remove(AUTHORIZATION);
@@ -182,6 +229,9 @@ where
                 Outcome::Authenticated(done) => {
                     if fresh {
                         info!(target: "iwa::audit", event = "auth_ok", user = %done.identity.principal, method = %done.identity.method);
+                        if let Some(s) = &session {
+                            set_cookie = s.issue(&done.identity, SystemTime::now());
+                        }
                     }
                     let user = AuthenticatedUser(done.identity.remote_user());
                     req.extensions_mut().insert(done.identity);
@@ -189,6 +239,9 @@ where
                     resp.extensions_mut().insert(user);
                     if let Some(v) = done.response_header {
                         resp.headers_mut().append(WWW_AUTHENTICATE, v);
+                    }
+                    if let Some(c) = set_cookie {
+                        resp.headers_mut().append(SET_COOKIE, c);
                     }
                     Ok(resp)
                 }

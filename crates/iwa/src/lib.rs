@@ -34,6 +34,7 @@ pub mod keytab;
 pub mod layer;
 pub mod ntlm;
 pub mod replay;
+pub mod session;
 pub mod ticket;
 
 pub use auth::{Authenticated, Authenticator, KerberosAcceptor, KerberosSettings, Outcome};

@@ -247,7 +247,9 @@ pub enum PacError {
         found: usize,
     },
     /// An offset/length field that points outside its buffer.
-    #[error("{field} (offset {offset}, length {len}) runs past the end of the {buffer_len}-byte buffer")]
+    #[error(
+        "{field} (offset {offset}, length {len}) runs past the end of the {buffer_len}-byte buffer"
+    )]
     FieldOutOfBounds {
         /// The field.
         field: &'static str,

@@ -79,7 +79,9 @@ impl PacSignature {
             expected,
             found: rest.len(),
         };
-        let signature = r.take(expected, "PAC_SIGNATURE_DATA.Signature").map_err(|_| mismatch.clone())?;
+        let signature = r
+            .take(expected, "PAC_SIGNATURE_DATA.Signature")
+            .map_err(|_| mismatch.clone())?;
         let rodc_identifier = match r.remaining() {
             0 => None,
             2 => Some(r.u16("PAC_SIGNATURE_DATA.RODCIdentifier")?),

@@ -90,7 +90,10 @@ impl<'a> Reader<'a> {
         Ok(u64::from_le_bytes(self.array(what)?))
     }
 
-    pub(crate) fn bytes<const N: usize>(&mut self, what: &'static str) -> Result<[u8; N], PacError> {
+    pub(crate) fn bytes<const N: usize>(
+        &mut self,
+        what: &'static str,
+    ) -> Result<[u8; N], PacError> {
         self.array(what)
     }
 
