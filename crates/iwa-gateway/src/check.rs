@@ -145,6 +145,7 @@ fn check_keytab(kerberos: &crate::config::Kerberos) -> (String, bool) {
         service_principal: kerberos.service_principal.clone(),
         replay_cache: kerberos.replay_cache.clone(),
         realm_domains: kerberos.realm_domains.clone(),
+        read_pac: false,
     };
     match iwa::KerberosAcceptor::new(&settings) {
         Ok(_) => {

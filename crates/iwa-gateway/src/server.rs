@@ -45,6 +45,7 @@ impl Gateway {
                     service_principal: k.service_principal.clone(),
                     replay_cache: k.replay_cache.clone(),
                     realm_domains: k.realm_domains.clone(),
+                    read_pac: false,
                 };
                 let acceptor = iwa::KerberosAcceptor::new(&settings).map_err(|e| {
                     format!(

@@ -41,6 +41,8 @@ pub struct KerberosSettings {
     pub replay_cache: Option<String>,
     /// Realm → NetBIOS domain, for `DOMAIN\user`.
     pub realm_domains: BTreeMap<String, String>,
+    /// Read the PAC (user and group SIDs, NetBIOS domain) from each ticket.
+    pub read_pac: bool,
 }
 
 /// A Kerberos acceptor: the credential acquired once, shared by all handshakes.
@@ -48,6 +50,7 @@ pub struct KerberosSettings {
 pub struct KerberosAcceptor {
     cred: AcceptorCred,
     realm_domains: BTreeMap<String, String>,
+    read_pac: bool,
     /// Our in-memory replay cache; `None` when MIT's own (configured) cache is used.
     replay: Option<Box<dyn ReplayCache>>,
 }
@@ -95,6 +98,7 @@ impl KerberosAcceptor {
         Ok(KerberosAcceptor {
             cred,
             realm_domains: settings.realm_domains.clone(),
+            read_pac: settings.read_pac,
             replay,
         })
     }
@@ -189,7 +193,7 @@ impl KerberosAcceptor {
                 return Err(AuthError::MalformedKerberos(e.clone()));
             }
         }
-        let step = gss::accept(&self.cred, token, channel_bindings)
+        let step = gss::accept(&self.cred, token, channel_bindings, self.read_pac)
             .map_err(|e| AuthError::kerberos(e).with_ticket(describe(&info)))?;
         match step {
             Step::ContinueNeeded(_) => Err(AuthError::ContinueNeeded),

@@ -179,6 +179,36 @@ impl OwnedName {
         Ok(OwnedName(name))
     }
 
+    /// The first value of name attribute `attr` (RFC 6680), only if the mechanism
+    /// marks it authenticated (for the PAC: its signatures verified by MIT).
+    fn authenticated_attribute(&self, attr: &str) -> Option<Vec<u8>> {
+        let mut attr_buf = sys::gss_buffer_desc {
+            length: attr.len(),
+            value: attr.as_ptr() as *mut c_void,
+        };
+        let mut authenticated: i32 = 0;
+        let mut complete: i32 = 0;
+        let mut more: i32 = -1;
+        let mut value = OwnedBuffer::new();
+        let mut display = OwnedBuffer::new();
+        let mut minor = 0;
+        // SAFETY: `attr_buf` borrows `attr` for the call; the out buffers are owned and
+        // released by their Drop; `more = -1` asks for the first value.
+        let major = unsafe {
+            sys::gss_get_name_attribute(
+                &mut minor,
+                self.0,
+                &mut attr_buf,
+                &mut authenticated,
+                &mut complete,
+                &mut value.0,
+                &mut display.0,
+                &mut more,
+            )
+        };
+        (major == 0 && authenticated != 0).then(|| value.to_vec())
+    }
+
     fn display(&self) -> Result<String, GssError> {
         let mut minor = 0;
         let mut out = OwnedBuffer::new();
@@ -547,6 +577,9 @@ pub struct Accepted {
     pub lifetime_secs: u32,
     /// The established context, for MIC operations (SPNEGO mechListMIC).
     pub context: SecContext,
+    /// The PAC's KERB_VALIDATION_INFO (`urn:mspac:logon-info`), when asked for, present,
+    /// and authenticated by MIT (PAC signatures checked with the service key).
+    pub pac_logon_info: Option<Vec<u8>>,
 }
 
 /// An established (or half-established) GSS security context; deleted on drop.
@@ -620,6 +653,7 @@ pub fn accept(
     cred: &AcceptorCred,
     token: &[u8],
     channel_bindings: Option<&[u8]>,
+    want_pac: bool,
 ) -> Result<Step, GssError> {
     let mut ctx = SecContext(ptr::null_mut());
     let mut input = sys::gss_buffer_desc {
@@ -675,8 +709,14 @@ pub fn accept(
         return Ok(Step::ContinueNeeded(output.to_vec()));
     }
     let principal = src_name.display()?;
+    let pac_logon_info = if want_pac {
+        src_name.authenticated_attribute("urn:mspac:logon-info")
+    } else {
+        None
+    };
     Ok(Step::Complete(Accepted {
         principal,
+        pac_logon_info,
         output_token: (!output.is_empty()).then(|| output.to_vec()),
         flags,
         lifetime_secs: time_rec,
