@@ -8,6 +8,10 @@
 //!   RFC 2743 initial-token framing.
 //! - [`ntlm`]: NTLM (MS-NLMP) messages, AV_PAIR lists, the NTLMv2 math and
 //!   an NTLMv2-only server handshake state machine.
+//! - [`pac`]: the Kerberos PAC (MS-PAC): `PACTYPE` and its buffers, and the
+//!   NDR `KERB_VALIDATION_INFO` with the user's groups (the value of MIT's
+//!   `urn:mspac:logon-info` name attribute).
+//! - [`sid`]: Windows security identifiers: binary, NDR and `S-1-…` forms.
 //!
 //! Every parser takes `&[u8]`, bounds its input up front, returns a typed value
 //! or a typed `#[non_exhaustive]` error, never panics, and is fuzzed (`fuzz/`).

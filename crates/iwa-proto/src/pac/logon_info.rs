@@ -169,9 +169,9 @@ impl LogonInfo {
         }
         let mut outer = Reader::new(buffer);
         let mut ndr = type_serialization_v1(&mut outer)?;
-        trailing_padding(&outer, "NDR object buffer")?;
         let info = Self::decode_ndr(&mut ndr)?;
         trailing_padding(&ndr, "KERB_VALIDATION_INFO")?;
+        trailing_padding(&outer, "NDR object buffer")?;
         Ok(info)
     }
 

@@ -159,12 +159,12 @@ mod tests {
         let mut s = r.sub(10, "sub").unwrap(); // starts at stream offset 1
         s.u8("b").unwrap(); // stream offset 2
         s.align(4, "pad").unwrap();
-        assert_eq!(s.position(), 2); // stream offset 4
+        assert_eq!(s.position(), 3); // stream offset 4
         s.align(4, "pad").unwrap();
-        assert_eq!(s.position(), 2);
+        assert_eq!(s.position(), 3);
         s.align(8, "pad").unwrap();
-        assert_eq!(s.position(), 6); // stream offset 8
-        assert!(s.align(16, "pad").is_err()); // would need 8 more bytes, 4 remain
+        assert_eq!(s.position(), 7); // stream offset 8
+        assert!(s.align(16, "pad").is_err()); // would need 8 more bytes, 3 remain
     }
 
     #[test]
