@@ -43,22 +43,68 @@ pub fn check(path: &Path) -> Report {
                 "ntlm: domain {}, validator {:?}",
                 n.domain, n.validator
             );
-            let crate::config::NtlmValidatorConfig::Local { users_file } = &n.validator;
-            {
-                match iwa::ntlm::LocalValidator::load(users_file, &n.domain) {
-                    Ok(_) => {
-                        let _ = writeln!(text, "  users file {}: OK", users_file.display());
+            match &n.validator {
+                crate::config::NtlmValidatorConfig::Local { users_file } => {
+                    match iwa::ntlm::LocalValidator::load(users_file, &n.domain) {
+                        Ok(_) => {
+                            let _ = writeln!(text, "  users file {}: OK", users_file.display());
+                        }
+                        Err(e) => {
+                            let _ = writeln!(text, "error: {e}");
+                            ok = false;
+                        }
                     }
-                    Err(e) => {
-                        let _ = writeln!(text, "error: {e}");
-                        ok = false;
-                    }
+                }
+                crate::config::NtlmValidatorConfig::Winbind { .. } => {
+                    let (wb_text, wb_ok) = check_winbind(&n.domain);
+                    text.push_str(&wb_text);
+                    ok &= wb_ok;
                 }
             }
         }
         None => text.push_str("ntlm: not configured\n"),
     }
     Report { text, ok }
+}
+
+/// Loads libwbclient, asks winbindd who it is and pings a domain controller.
+fn check_winbind(domain: &str) -> (String, bool) {
+    let mut out = String::new();
+    match iwa::winbind::probe() {
+        Ok(st) => {
+            let _ = writeln!(
+                out,
+                "  winbindd {}: reachable, domain {} ({})",
+                st.winbind_version, st.netbios_domain, st.dns_domain
+            );
+            let mut ok = true;
+            if !st.netbios_domain.eq_ignore_ascii_case(domain) {
+                let _ = writeln!(
+                    out,
+                    "warning: ntlm.domain is {domain} but winbindd serves {}",
+                    st.netbios_domain
+                );
+            }
+            match st.dc {
+                Ok(dc) => {
+                    let _ = writeln!(out, "  domain controller {dc}: NETLOGON OK");
+                }
+                Err(e) => {
+                    let _ = writeln!(out, "error: winbindd cannot reach a domain controller: {e}");
+                    ok = false;
+                }
+            }
+            let _ = writeln!(
+                out,
+                "  note: logons use winbindd's privileged pipe; a non-root iwa needs the winbindd_priv group"
+            );
+            (out, ok)
+        }
+        Err(e) => {
+            let _ = writeln!(out, "error: {e}");
+            (out, false)
+        }
+    }
 }
 
 fn check_keytab(kerberos: &crate::config::Kerberos) -> (String, bool) {

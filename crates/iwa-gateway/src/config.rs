@@ -39,6 +39,8 @@ pub struct Kerberos {
     pub replay_cache: Option<String>,
     /// Remember a Kerberos login for the rest of its TCP connection.
     pub connection_bound: bool,
+    /// Read user and group SIDs and the NetBIOS domain from the ticket's PAC.
+    pub use_pac: bool,
 }
 
 /// `[session]`: session cookies after a login.
@@ -94,6 +96,8 @@ pub fn route_for<'a>(routes: &'a [Route], path: &str) -> Option<&'a Route> {
 pub enum NtlmValidatorConfig {
     /// NT hashes from a users file.
     Local { users_file: PathBuf },
+    /// Active Directory through winbindd (libwbclient, loaded at run time).
+    Winbind { timeout: Duration },
 }
 
 #[derive(Debug, Clone)]
@@ -200,6 +204,7 @@ const NTLM_KEYS: &[&str] = &[
     "max_clock_skew",
     "handshake_timeout",
     "require_mic",
+    "winbind_timeout",
 ];
 const BACKEND_KEYS: &[&str] = &["url", "connect_timeout"];
 const KERBEROS_KEYS: &[&str] = &[
@@ -208,6 +213,7 @@ const KERBEROS_KEYS: &[&str] = &[
     "realm_domains",
     "replay_cache",
     "connection_bound",
+    "use_pac",
 ];
 const LOG_KEYS: &[&str] = &["level", "format", "access"];
 
@@ -544,6 +550,7 @@ impl Config {
         }
 
         let connection_bound = w.boolean(kerberos_t, "kerberos", "connection_bound", false);
+        let use_pac = w.boolean(kerberos_t, "kerberos", "use_pac", true);
 
         let log_t = w.table(&table, "log").unwrap_or(&empty);
         w.unknown_keys(log_t, "log", LOG_KEYS);
@@ -598,15 +605,41 @@ impl Config {
                     None
                 }
             },
+            "winbind" => {
+                if users_file.is_some() {
+                    w.err(
+                        "ntlm.users_file",
+                        "only the local validator reads a users file",
+                        Some("remove it, or use validator = \"local\"".into()),
+                    );
+                }
+                let timeout =
+                    w.duration(ntlm_t, "ntlm", "winbind_timeout", Duration::from_secs(10));
+                if timeout.is_zero() {
+                    w.err(
+                        "ntlm.winbind_timeout",
+                        "must be more than zero",
+                        Some("winbind_timeout = \"10s\"".into()),
+                    );
+                }
+                Some(NtlmValidatorConfig::Winbind { timeout })
+            }
             other => {
                 w.err(
                     "ntlm.validator",
                     format!("unknown validator `{other}`"),
-                    Some("\"local\" (a users file of NT hashes)".into()),
+                    Some("\"local\" (a users file of NT hashes) or \"winbind\" (Active Directory through winbindd)".into()),
                 );
                 None
             }
         };
+        if validator_name != "winbind" && ntlm_t.contains_key("winbind_timeout") {
+            w.err(
+                "ntlm.winbind_timeout",
+                "only the winbind validator has a timeout",
+                Some("remove it, or use validator = \"winbind\"".into()),
+            );
+        }
         let ntlm_domain = w.string(ntlm_t, "ntlm", "domain");
         if ntlm_enabled && ntlm_domain.as_deref().is_none_or(str::is_empty) {
             w.err(
@@ -707,6 +740,7 @@ impl Config {
             realm_domains,
             replay_cache,
             connection_bound,
+            use_pac,
         });
         if kerberos.is_none() && ntlm.is_none() {
             return Err(vec![ConfigError {

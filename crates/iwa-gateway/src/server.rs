@@ -45,7 +45,7 @@ impl Gateway {
                     service_principal: k.service_principal.clone(),
                     replay_cache: k.replay_cache.clone(),
                     realm_domains: k.realm_domains.clone(),
-                    read_pac: false,
+                    read_pac: k.use_pac,
                 };
                 let acceptor = iwa::KerberosAcceptor::new(&settings).map_err(|e| {
                     format!(
@@ -66,6 +66,11 @@ impl Gateway {
                 let validator: Arc<dyn iwa::ntlm::NtlmValidator> = match &n.validator {
                     NtlmValidatorConfig::Local { users_file } => {
                         Arc::new(iwa::ntlm::LocalValidator::load(users_file, &n.domain)?)
+                    }
+                    NtlmValidatorConfig::Winbind { timeout } => {
+                        let mut s = iwa::winbind::WinbindSettings::new(n.domain.clone());
+                        s.timeout = *timeout;
+                        Arc::new(iwa::winbind::WinbindValidator::new(s)?)
                     }
                 };
                 let mut settings = iwa::ntlm::NtlmSettings::new(n.domain.clone());

@@ -210,10 +210,39 @@ impl KerberosAcceptor {
                     AuthMethod::Kerberos,
                     &self.realm_domains,
                 );
+                if let Some(buf) = &acc.pac_logon_info {
+                    apply_pac(&mut identity, buf);
+                }
                 identity.expires = SystemTime::now()
                     .checked_add(Duration::from_secs(u64::from(acc.lifetime_secs)));
                 Ok((identity, (acc.output_token, acc.context), acc.flags))
             }
+        }
+    }
+}
+
+/// Enriches a Kerberos identity from the PAC's KERB_VALIDATION_INFO (already verified
+/// by MIT): the user's SID, every group SID (domain groups incl. nested ones, extra SIDs,
+/// resource groups) and the real NetBIOS domain. A PAC that does not decode is logged
+/// and ignored: the user is still who the ticket says.
+fn apply_pac(identity: &mut Identity, logon_info: &[u8]) {
+    match iwa_proto::pac::LogonInfo::decode(logon_info) {
+        Ok(info) => {
+            identity.sid = info.user_sid().map(|s| s.to_string());
+            if !info.logon_domain_name.is_empty() {
+                identity.domain = Some(info.logon_domain_name.clone());
+            }
+            identity.groups = info
+                .group_sids()
+                .into_iter()
+                .map(|sid| crate::identity::Group {
+                    sid: Some(sid.to_string()),
+                    name: None,
+                })
+                .collect();
+        }
+        Err(e) => {
+            tracing::warn!(principal = %identity.principal, "ignoring an undecodable PAC: {e}");
         }
     }
 }

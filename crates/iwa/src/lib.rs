@@ -36,6 +36,7 @@ pub mod ntlm;
 pub mod replay;
 pub mod session;
 pub mod ticket;
+pub mod winbind;
 
 pub use auth::{Authenticated, Authenticator, KerberosAcceptor, KerberosSettings, Outcome};
 pub use error::{AuthError, Challenge, KerberosFailure};

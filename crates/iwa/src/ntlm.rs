@@ -79,6 +79,18 @@ pub enum NtlmFailure {
     /// The validator's backend (e.g. winbind) could not be reached: 503, not 401.
     #[error("NTLM validator unavailable: {0}")]
     Unavailable(String),
+    /// The domain controller refused the logon with an NT status (wrong password,
+    /// disabled or locked-out account, expired password, …).
+    #[error("the domain refused the logon of {domain}\\{user}: {name} (0x{status:08x})")]
+    Directory {
+        user: String,
+        domain: String,
+        status: u32,
+        name: String,
+    },
+    /// The directory mapped the logon to the guest account; refused.
+    #[error("guest logon refused for {domain}\\{user}")]
+    Guest { user: String, domain: String },
 }
 
 /// Checks an AUTHENTICATE against the handshake state. May block (a directory

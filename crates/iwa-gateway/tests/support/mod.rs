@@ -58,6 +58,8 @@ pub struct GatewayConfig {
     pub keytab: PathBuf,
     /// Extra lines appended inside `[kerberos]`, e.g. `realm_domains = { "IWA.TEST" = "IWA" }`.
     pub kerberos_extra: String,
+    /// Extra environment variables for the gateway process.
+    pub env: Vec<(String, String)>,
 }
 
 impl GatewayConfig {
@@ -67,7 +69,14 @@ impl GatewayConfig {
             backend_url: backend_url.into(),
             keytab: realm.http_keytab(),
             kerberos_extra: String::new(),
+            env: Vec::new(),
         }
+    }
+
+    /// Sets an environment variable for the gateway process.
+    pub fn env(mut self, key: &str, value: &str) -> Self {
+        self.env.push((key.to_owned(), value.to_owned()));
+        self
     }
 
     pub fn keytab(mut self, keytab: PathBuf) -> Self {
@@ -140,6 +149,7 @@ impl Gateway {
                 .arg("--config")
                 .arg(&config_path)
                 .envs(realm.env())
+                .envs(cfg.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
                 .env("KRB5RCACHEDIR", &rcache)
                 .env_remove("KRB5CCNAME")
                 .env_remove("KRB5_KTNAME")
