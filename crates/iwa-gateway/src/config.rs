@@ -110,6 +110,7 @@ pub struct Ntlm {
     pub max_clock_skew: Duration,
     pub handshake_timeout: Duration,
     pub require_mic: bool,
+    pub target_names: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -657,6 +658,7 @@ impl Config {
         let handshake_timeout =
             w.duration(ntlm_t, "ntlm", "handshake_timeout", Duration::from_secs(30));
         let require_mic = w.boolean(ntlm_t, "ntlm", "require_mic", false);
+        let target_names = string_list(&mut w, ntlm_t, "ntlm", "target_names");
         let ntlm = match (ntlm_enabled, ntlm_validator, ntlm_domain) {
             (true, Some(validator), Some(domain)) => Some(Ntlm {
                 validator,
@@ -667,6 +669,7 @@ impl Config {
                 max_clock_skew,
                 handshake_timeout,
                 require_mic,
+                target_names,
             }),
             _ => None,
         };

@@ -80,6 +80,17 @@ impl Gateway {
                 settings.max_clock_skew = n.max_clock_skew;
                 settings.handshake_timeout = n.handshake_timeout;
                 settings.require_mic = n.require_mic;
+                // Default: the Kerberos service principal, when one is pinned.
+                settings.target_names = if n.target_names.is_empty() {
+                    config
+                        .kerberos
+                        .as_ref()
+                        .and_then(|k| k.service_principal.clone())
+                        .into_iter()
+                        .collect()
+                } else {
+                    n.target_names.clone()
+                };
                 Some((settings, validator))
             }
             None => None,

@@ -15,6 +15,10 @@ const PASSWORD: &str = "Ntlm-Pa55word";
 
 /// A gateway with Kerberos and NTLM (local validator, users alice and bob).
 fn ntlm_gateway(realm: &iwa_testrealm::MitRealm, backend: &str) -> Gateway {
+    ntlm_gateway_with(realm, backend, "")
+}
+
+fn ntlm_gateway_with(realm: &iwa_testrealm::MitRealm, backend: &str, extra: &str) -> Gateway {
     let dir = iwa_testrealm::TempDir::new("iwa-ntlm-users").unwrap();
     let users = dir.path().join("ntlm-users");
     let mut lines = String::new();
@@ -40,7 +44,7 @@ fn ntlm_gateway(realm: &iwa_testrealm::MitRealm, backend: &str) -> Gateway {
     // Keep the users file alive as long as the gateway: leak the dir into the test.
     std::mem::forget(dir);
     let cfg = GatewayConfig::new(realm, backend).kerberos_line(&format!(
-        "realm_domains = {{ \"IWA.TEST\" = \"IWA\" }}\n\n[ntlm]\nusers_file = {}\ndomain = \"IWA\"\ndns_domain = \"iwa.test\"\n",
+        "realm_domains = {{ \"IWA.TEST\" = \"IWA\" }}\n\n[ntlm]\nusers_file = {}\ndomain = \"IWA\"\ndns_domain = \"iwa.test\"\n{extra}",
         toml_str(&users.display().to_string())
     ));
     Gateway::start(realm, &cfg)
@@ -308,4 +312,50 @@ fn requests_ntlm_and_java() {
             assert!(seen.header("user-agent").unwrap_or("").starts_with("Java/"));
         }
     }
+}
+
+#[test]
+fn target_name_must_be_a_configured_spn() {
+    let realm = realm();
+    let echo = echo();
+    // pyspnego names HTTP/localhost as its MsvAvTargetName.
+    let gw = ntlm_gateway_with(
+        &realm,
+        &echo.url(),
+        "target_names = [\"HTTP/other.test\"]\n",
+    );
+    let v = pyspnego(
+        &gw,
+        &[
+            "--mode",
+            "ntlm",
+            "--user",
+            "alice",
+            "--domain",
+            "IWA",
+            "--password",
+            PASSWORD,
+        ],
+    );
+    assert_eq!(v["leg2"], 401, "{v}");
+    assert!(
+        gw.log().contains("not one of ntlm.target_names"),
+        "{}",
+        gw.log()
+    );
+    let gw = ntlm_gateway_with(&realm, &echo.url(), "target_names = [\"HTTP/localhost\"]\n");
+    let v = pyspnego(
+        &gw,
+        &[
+            "--mode",
+            "ntlm",
+            "--user",
+            "alice",
+            "--domain",
+            "IWA",
+            "--password",
+            PASSWORD,
+        ],
+    );
+    assert_eq!(v["leg2"], 200, "{v}");
 }

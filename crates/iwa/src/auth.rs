@@ -571,6 +571,11 @@ impl Authenticator {
                     Ok(u) => u,
                     Err(e) => return Outcome::Failed(AuthError::Ntlm(e)),
                 };
+                if !ntlm.settings.target_ok(user.target_name.as_deref()) {
+                    return Outcome::Failed(AuthError::NtlmWrongTarget(
+                        user.target_name.unwrap_or_default(),
+                    ));
+                }
                 let response_header = match &pending.wrap {
                     NtlmWrap::Spnego { mech_types_der } => {
                         match spnego_ntlm_finish(&user, mech_types_der, client_mic.as_deref()) {

@@ -163,6 +163,8 @@ pub enum AuthError {
     NtlmSchemeMismatch,
     #[error("NTLM message type {0} where a NEGOTIATE (1) or AUTHENTICATE (3) was expected")]
     NtlmUnexpectedMessage(u32),
+    #[error("NTLM AUTHENTICATE is for target {0:?}, which is not one of ntlm.target_names (a relayed handshake?)")]
+    NtlmWrongTarget(String),
     #[error("SPNEGO mechListMIC for NTLM did not verify (the negotiation was tampered with)")]
     NtlmBadMechListMic,
     #[error("internal error: {0}")]
@@ -225,6 +227,7 @@ impl AuthError {
             AuthError::NtlmSchemeMismatch => "ntlm_scheme_mismatch",
             AuthError::NtlmUnexpectedMessage(_) => "ntlm_unexpected_message",
             AuthError::NtlmBadMechListMic => "ntlm_bad_mech_list_mic",
+            AuthError::NtlmWrongTarget(_) => "ntlm_wrong_target",
             AuthError::Internal(_) => "internal",
         }
     }

@@ -29,6 +29,9 @@ pub struct NtlmSettings {
     pub handshake_timeout: Duration,
     /// Also advertise `WWW-Authenticate: NTLM` (besides `Negotiate`).
     pub offer_ntlm_scheme: bool,
+    /// SPNs a client's `MsvAvTargetName` must name when it sends one (e.g.
+    /// `HTTP/web.example.test`); empty: not checked.
+    pub target_names: Vec<String>,
 }
 
 impl NtlmSettings {
@@ -41,7 +44,26 @@ impl NtlmSettings {
             require_mic: false,
             handshake_timeout: Duration::from_secs(30),
             offer_ntlm_scheme: true,
+            target_names: Vec::new(),
         }
+    }
+
+    /// Whether a client's `MsvAvTargetName` is acceptable: absent or empty (older
+    /// clients, curl), or one of `target_names` (case-insensitive, realm ignored).
+    pub fn target_ok(&self, target: Option<&str>) -> bool {
+        let Some(t) = target.filter(|t| !t.is_empty()) else {
+            return true;
+        };
+        if self.target_names.is_empty() {
+            return true;
+        }
+        let strip = |s: &str| {
+            s.rsplit_once('@')
+                .map_or(s, |(n, _)| n)
+                .to_ascii_lowercase()
+        };
+        let t = strip(t);
+        self.target_names.iter().any(|n| strip(n) == t)
     }
 
     pub(crate) fn server_config(&self) -> ServerConfig {
@@ -66,6 +88,8 @@ pub struct NtlmUser {
     pub session_key: [u8; 16],
     /// The flags negotiated in the handshake.
     pub flags: NegotiateFlags,
+    /// The client's `MsvAvTargetName` (the SPN it meant to reach), if it sent one.
+    pub target_name: Option<String>,
 }
 
 /// Why a validator refused, or could not answer.
@@ -368,6 +392,7 @@ impl NtlmValidator for LocalValidator {
                     group_sids: Vec::new(),
                     session_key: *done.session_key.as_bytes(),
                     flags: flags.intersect_with(done.flags),
+                    target_name: done.target_name.clone(),
                 })
             }
             Err(NtlmError::UnknownUser) => Err(NtlmFailure::UnknownUser {
@@ -430,6 +455,20 @@ mod tests {
         let client = ClientAuth::new(user, domain, password);
         let auth = client.authenticate(&negotiate, &challenge).unwrap();
         v.verify(state, &auth, filetime_now())
+    }
+
+    #[test]
+    fn target_names_are_checked_only_when_configured_and_sent() {
+        let mut s = NtlmSettings::new("EXAMPLE");
+        assert!(
+            s.target_ok(Some("HTTP/evil.example")),
+            "unchecked by default"
+        );
+        s.target_names = vec!["HTTP/web.example.test@EXAMPLE.TEST".into()];
+        assert!(s.target_ok(None));
+        assert!(s.target_ok(Some("")));
+        assert!(s.target_ok(Some("http/WEB.example.test")));
+        assert!(!s.target_ok(Some("HTTP/evil.example")));
     }
 
     #[test]

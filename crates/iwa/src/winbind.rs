@@ -501,6 +501,7 @@ impl NtlmValidator for WinbindValidator {
             group_sids,
             session_key: *done.session_key.as_bytes(),
             flags: NegotiateFlags(offered.0 & done.flags.0),
+            target_name: done.target_name.clone(),
         })
     }
 }
