@@ -206,6 +206,7 @@ const NTLM_KEYS: &[&str] = &[
     "handshake_timeout",
     "require_mic",
     "winbind_timeout",
+    "target_names",
 ];
 const BACKEND_KEYS: &[&str] = &["url", "connect_timeout"];
 const KERBEROS_KEYS: &[&str] = &[
