@@ -26,7 +26,7 @@ pub type ProxyBody = Either<Incoming, Full<Bytes>>;
 
 /// The access rule of the request's route, put into its extensions by the listener.
 #[derive(Debug, Clone)]
-pub struct RouteRule(pub Arc<iwa::access::AccessRule>);
+pub struct RouteRule(pub Arc<crate::config::Route>);
 
 /// The shared, per-process part of the proxy.
 pub struct Upstream {
@@ -68,17 +68,21 @@ impl Upstream {
     }
 
     fn target(&self, uri: &Uri) -> Result<Uri, http::Error> {
-        let pq = uri.path_and_query().map_or("/", |p| p.as_str());
-        let path = if self.prefix.is_empty() {
-            pq.to_owned()
+        // Scheme, authority and path are cheap (shared-bytes) clones; only a backend
+        // path prefix costs a new string.
+        let path_and_query = if self.prefix.is_empty() {
+            uri.path_and_query()
+                .cloned()
+                .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/"))
         } else {
-            format!("{}{}", self.prefix, pq)
+            let pq = uri.path_and_query().map_or("/", |p| p.as_str());
+            format!("{}{}", self.prefix, pq).parse()?
         };
-        Uri::builder()
-            .scheme(self.scheme.clone())
-            .authority(self.authority.clone())
-            .path_and_query(path)
-            .build()
+        let mut parts = http::uri::Parts::default();
+        parts.scheme = Some(self.scheme.clone());
+        parts.authority = Some(self.authority.clone());
+        parts.path_and_query = Some(path_and_query);
+        Ok(Uri::from_parts(parts)?)
     }
 }
 
@@ -88,6 +92,8 @@ pub struct ProxyService {
     pub upstream: Arc<Upstream>,
     pub peer: SocketAddr,
     pub proto: &'static str,
+    /// `X-Forwarded-For` for this connection, computed once.
+    pub peer_header: Option<HeaderValue>,
 }
 
 const HOP_BY_HOP: [HeaderName; 7] = [
@@ -166,7 +172,7 @@ fn authorize(
 ) -> Option<Response<Full<Bytes>>> {
     let rule = req.extensions().get::<RouteRule>()?;
     let identity = req.extensions().get::<Identity>()?;
-    match iwa::access::decide(identity, &rule.0) {
+    match iwa::access::decide(identity, &rule.0.rule) {
         iwa::access::Decision::Allow => None,
         iwa::access::Decision::Deny { reason } => {
             tracing::info!(target: "iwa::audit", event = "access_denied", user = %identity.remote_user(), path = req.uri().path(), %reason);
@@ -213,8 +219,8 @@ impl ProxyService {
         h.remove("x-forwarded-for");
         h.remove("x-forwarded-proto");
         h.remove("x-forwarded-host");
-        if let Ok(v) = HeaderValue::from_str(&self.peer.ip().to_string()) {
-            h.insert("x-forwarded-for", v);
+        if let Some(v) = &self.peer_header {
+            h.insert("x-forwarded-for", v.clone());
         }
         h.insert("x-forwarded-proto", HeaderValue::from_static(self.proto));
         if let Some(host) = host {

@@ -20,12 +20,12 @@ use tower_layer::Layer;
 use tower_service::Service;
 use tracing::{debug, info, info_span, warn, Instrument};
 
-use crate::config::{route_for, Config, NtlmValidatorConfig, Route, RouteAuth};
+use crate::config::{Config, NtlmValidatorConfig, Route, RouteAuth};
 use crate::proxy::{ProxyBody, ProxyService, RouteRule, Upstream};
 
 /// Everything a connection needs, shared.
 pub struct Gateway {
-    pub routes: Arc<Vec<Route>>,
+    pub routes: Arc<Vec<Arc<Route>>>,
     pub session: Option<Arc<iwa::session::SessionSettings>>,
     pub access_log: bool,
     pub connection_bound: bool,
@@ -119,7 +119,7 @@ impl Gateway {
             None => None,
         };
         Ok(Gateway {
-            routes: Arc::new(config.routes.clone()),
+            routes: Arc::new(config.routes.iter().cloned().map(Arc::new).collect()),
             session,
             access_log: config.log.access,
             connection_bound: config.kerberos.as_ref().is_some_and(|k| k.connection_bound),
@@ -193,6 +193,7 @@ pub async fn serve(
             upstream: gateway.upstream.clone(),
             peer,
             proto: "http",
+            peer_header: HeaderValue::from_str(&peer.ip().to_string()).ok(),
         };
         let proxy_for_anonymous = proxy.clone();
         let authed = IwaLayer::new(gateway.auth.clone())
@@ -210,8 +211,9 @@ pub async fn serve(
             let mut authed = authed.clone();
             let mut anonymous_proxy = anonymous_proxy.clone();
             let headers = headers.clone();
-            let route = route_for(&routes, req.uri().path()).cloned();
-            req.extensions_mut().insert(conn_auth.clone());
+            let path = req.uri().path();
+            let route = routes.iter().find(|r| r.covers(path)).cloned();
+            let conn_auth = conn_auth.clone();
             async move {
                 if let Some(r) = internal(&req) {
                     return Ok::<_, Infallible>(r.map(Either::Right));
@@ -227,7 +229,7 @@ pub async fn serve(
                 let auth_mode = route.as_ref().map_or(RouteAuth::Required, |r| r.auth);
                 if let Some(route) = route {
                     if !route.rule.is_open() {
-                        req.extensions_mut().insert(RouteRule(Arc::new(route.rule)));
+                        req.extensions_mut().insert(RouteRule(route));
                     }
                 }
                 let resp: Response<GatewayBody> = match auth_mode {
@@ -239,6 +241,7 @@ pub async fn serve(
                         }
                     }
                     mode => {
+                        req.extensions_mut().insert(conn_auth);
                         if mode == RouteAuth::Optional {
                             req.extensions_mut().insert(Policy::Optional);
                         }
