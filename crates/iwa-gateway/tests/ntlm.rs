@@ -50,25 +50,6 @@ fn ntlm_gateway_with(realm: &iwa_testrealm::MitRealm, backend: &str, extra: &str
     Gateway::start(realm, &cfg)
 }
 
-fn pyspnego(gw: &Gateway, args: &[&str]) -> Value {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients/ntlm_client.py");
-    let port = gw.port.to_string();
-    let out = Command::new(python())
-        .arg(&path)
-        .args(["--port", &port])
-        .args(args)
-        .env("PYTHONDONTWRITEBYTECODE", "1")
-        .output()
-        .expect("python runs");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    serde_json::from_str(stdout.trim()).unwrap_or_else(|e| {
-        panic!(
-            "ntlm_client.py {args:?}: {e}\nstdout: {stdout}\nstderr: {}\n{}",
-            String::from_utf8_lossy(&out.stderr),
-            gw.log()
-        )
-    })
-}
 
 fn remote_user(v: &Value) -> String {
     v["headers"]
@@ -149,7 +130,7 @@ fn pyspnego_every_wrapping_and_the_connection_stays_authenticated() {
     let echo = echo();
     let gw = ntlm_gateway(&realm, &echo.url());
     for mode in ["ntlm", "negotiate-raw", "spnego"] {
-        let v = pyspnego(
+        let v = ntlm_pyspnego(
             &gw,
             &[
                 "--mode",
@@ -173,7 +154,7 @@ fn pyspnego_every_wrapping_and_the_connection_stays_authenticated() {
             "{mode}: later requests on the connection are alice"
         );
     }
-    let v = pyspnego(
+    let v = ntlm_pyspnego(
         &gw,
         &[
             "--mode",
@@ -198,7 +179,7 @@ fn ntlmv1_is_refused() {
     let echo = echo();
     let gw = ntlm_gateway(&realm, &echo.url());
     for level in ["0", "1"] {
-        let v = pyspnego(
+        let v = ntlm_pyspnego(
             &gw,
             &[
                 "--mode",
@@ -227,7 +208,7 @@ fn replayed_or_split_handshakes_are_refused() {
     let realm = realm();
     let echo = echo();
     let gw = ntlm_gateway(&realm, &echo.url());
-    let v = pyspnego(
+    let v = ntlm_pyspnego(
         &gw,
         &[
             "--mode",
@@ -246,7 +227,7 @@ fn replayed_or_split_handshakes_are_refused() {
         v["replay"], 401,
         "AUTHENTICATE replayed on a new connection: {v}"
     );
-    let v = pyspnego(
+    let v = ntlm_pyspnego(
         &gw,
         &[
             "--mode",
@@ -324,7 +305,7 @@ fn target_name_must_be_a_configured_spn() {
         &echo.url(),
         "target_names = [\"HTTP/other.test\"]\n",
     );
-    let v = pyspnego(
+    let v = ntlm_pyspnego(
         &gw,
         &[
             "--mode",
@@ -344,7 +325,7 @@ fn target_name_must_be_a_configured_spn() {
         gw.log()
     );
     let gw = ntlm_gateway_with(&realm, &echo.url(), "target_names = [\"HTTP/localhost\"]\n");
-    let v = pyspnego(
+    let v = ntlm_pyspnego(
         &gw,
         &[
             "--mode",

@@ -11,7 +11,6 @@
 
 mod support;
 
-use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -51,25 +50,6 @@ fn curl_ntlm(gw: &Gateway, user: &str, password: &str) -> (u16, String, Duration
     )
 }
 
-fn pyspnego(gw: &Gateway, args: &[&str]) -> Value {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients/ntlm_client.py");
-    let port = gw.port.to_string();
-    let out = Command::new(python())
-        .arg(&path)
-        .args(["--port", &port])
-        .args(args)
-        .env("PYTHONDONTWRITEBYTECODE", "1")
-        .output()
-        .expect("python runs");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    serde_json::from_str(stdout.trim()).unwrap_or_else(|e| {
-        panic!(
-            "ntlm_client.py {args:?}: {e}\nstdout: {stdout}\nstderr: {}\n{}",
-            String::from_utf8_lossy(&out.stderr),
-            gw.log()
-        )
-    })
-}
 
 fn header<'a>(v: &'a Value, name: &str) -> Option<&'a str> {
     v["headers"]
@@ -148,7 +128,7 @@ fn pyspnego_raw_ntlm_and_spnego_reach_the_backend_as_alice() {
     let alice_sid = dc.user_sid("alice").unwrap();
     let all_staff = dc.group_sid(ALL_STAFF).unwrap();
     for mode in ["ntlm", "negotiate-raw", "spnego"] {
-        let v = pyspnego(
+        let v = ntlm_pyspnego(
             &gw,
             &[
                 "--mode",
@@ -217,7 +197,7 @@ fn ntlmv1_is_refused_before_asking_the_domain() {
     let realm = realm();
     let echo = echo();
     let gw = Gateway::start(&realm, &winbind_config(&realm, &echo.url()));
-    let v = pyspnego(
+    let v = ntlm_pyspnego(
         &gw,
         &[
             "--mode",

@@ -675,9 +675,9 @@ pub fn stop_dir(dir: &Path) -> Result<Option<u32>> {
 /// A credential cache (`FILE:` type) holding a TGT; the file is removed on drop.
 #[derive(Debug)]
 pub struct Ccache {
-    path: PathBuf,
-    principal: String,
-    krb5_conf: PathBuf,
+    pub(crate) path: PathBuf,
+    pub(crate) principal: String,
+    pub(crate) krb5_conf: PathBuf,
 }
 
 impl Ccache {

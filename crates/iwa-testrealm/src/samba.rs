@@ -747,7 +747,7 @@ impl SambaDc {
             .dir
             .join("ccache")
             .join(format!("{safe}-{}", util::unique_suffix()));
-        let cc = DcCcache {
+        let cc = crate::Ccache {
             path,
             principal: principal.clone(),
             krb5_conf: self.state.krb5_conf.clone(),
@@ -1282,50 +1282,8 @@ fn read_state(dir: &Path) -> Result<SambaState> {
     serde_json::from_slice(&bytes).map_err(|e| RealmError::State { path, source: e })
 }
 
-/// A credential cache (`FILE:` type) holding a TGT from the DC; removed on drop. Same
-/// interface as the MIT realm's [`crate::Ccache`].
-#[derive(Debug)]
-pub struct DcCcache {
-    path: PathBuf,
-    principal: String,
-    krb5_conf: PathBuf,
-}
-
-impl DcCcache {
-    /// `FILE:<path>`, the value for `KRB5CCNAME`.
-    pub fn name(&self) -> String {
-        format!("FILE:{}", self.path.display())
-    }
-
-    /// The ccache file.
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
-    /// Its client principal, `user@EXAMPLE.TEST`.
-    pub fn principal(&self) -> &str {
-        &self.principal
-    }
-
-    /// `KRB5_CONFIG` and `KRB5CCNAME`.
-    pub fn env(&self) -> Vec<(&'static str, OsString)> {
-        vec![
-            ("KRB5_CONFIG", self.krb5_conf.clone().into_os_string()),
-            ("KRB5CCNAME", OsString::from(self.name())),
-        ]
-    }
-
-    /// Set [`DcCcache::env`] on `cmd` (and remove variables that could redirect it).
-    pub fn apply<'c>(&self, cmd: &'c mut Command) -> &'c mut Command {
-        cmd.env_remove("KRB5_CLIENT_KTNAME").envs(self.env())
-    }
-}
-
-impl Drop for DcCcache {
-    fn drop(&mut self) {
-        let _ = fs::remove_file(&self.path);
-    }
-}
+/// A credential cache holding a TGT from the DC: the same type as the MIT realm's.
+pub type DcCcache = crate::Ccache;
 
 // --- LDIF / SID helpers ----------------------------------------------------------------
 

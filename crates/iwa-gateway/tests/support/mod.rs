@@ -596,3 +596,25 @@ pub fn has_negotiate_challenge(values: &[&str]) -> bool {
             .any(|c| c.trim().eq_ignore_ascii_case("negotiate"))
     })
 }
+
+/// Runs `tests/clients/ntlm_client.py` (pyspnego NTLM, raw or wrapped) against `gw`;
+/// parses its JSON report.
+pub fn ntlm_pyspnego(gw: &Gateway, args: &[&str]) -> serde_json::Value {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients/ntlm_client.py");
+    let port = gw.port.to_string();
+    let out = Command::new(python())
+        .arg(&path)
+        .args(["--port", &port])
+        .args(args)
+        .env("PYTHONDONTWRITEBYTECODE", "1")
+        .output()
+        .expect("python runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    serde_json::from_str(stdout.trim()).unwrap_or_else(|e| {
+        panic!(
+            "ntlm_client.py {args:?}: {e}\nstdout: {stdout}\nstderr: {}\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            gw.log()
+        )
+    })
+}
