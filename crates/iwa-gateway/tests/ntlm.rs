@@ -50,7 +50,6 @@ fn ntlm_gateway_with(realm: &iwa_testrealm::MitRealm, backend: &str, extra: &str
     Gateway::start(realm, &cfg)
 }
 
-
 fn remote_user(v: &Value) -> String {
     v["headers"]
         .as_array()

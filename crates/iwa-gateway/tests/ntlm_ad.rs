@@ -50,7 +50,6 @@ fn curl_ntlm(gw: &Gateway, user: &str, password: &str) -> (u16, String, Duration
     )
 }
 
-
 fn header<'a>(v: &'a Value, name: &str) -> Option<&'a str> {
     v["headers"]
         .as_array()
