@@ -21,6 +21,8 @@ pub struct Config {
     /// Path-prefix rules, longest prefix first.
     pub routes: Vec<Route>,
     pub session: Option<Session>,
+    /// `[fake]`: a fixed development identity instead of Kerberos/NTLM.
+    pub fake: Option<Fake>,
     pub log: Log,
 }
 
@@ -51,6 +53,46 @@ pub struct Session {
     pub cookie_name: String,
     pub idle_timeout: Duration,
     pub max_lifetime: Duration,
+}
+
+/// `[fake]`: every authenticating request is this identity (offline development).
+#[derive(Debug, Clone)]
+pub struct Fake {
+    /// `DOMAIN\user` or `user@REALM`.
+    pub user: String,
+    /// Group names or SIDs (`S-1-…`).
+    pub groups: Vec<String>,
+    pub sid: Option<String>,
+}
+
+impl Fake {
+    /// The identity it stands for, with `X-Remote-Auth-Method: Fake`.
+    pub fn identity(&self) -> iwa::Identity {
+        let (user, domain, realm) = match self.user.split_once('\\') {
+            Some((d, u)) => (u.to_owned(), Some(d.to_owned()), d.to_uppercase()),
+            None => {
+                let (u, r) = iwa::identity::split_principal(&self.user);
+                (u.to_owned(), None, r.to_owned())
+            }
+        };
+        iwa::Identity {
+            principal: format!("{user}@{realm}"),
+            user,
+            realm,
+            domain,
+            sid: self.sid.clone(),
+            groups: self
+                .groups
+                .iter()
+                .map(|g| iwa::Group {
+                    sid: g.starts_with("S-1-").then(|| g.clone()),
+                    name: (!g.starts_with("S-1-")).then(|| g.clone()),
+                })
+                .collect(),
+            method: iwa::AuthMethod::Fake,
+            expires: None,
+        }
+    }
 }
 
 /// Whether a route authenticates.
@@ -183,8 +225,10 @@ const TOP_KEYS: &[&str] = &[
     "ntlm",
     "route",
     "session",
+    "fake",
     "log",
 ];
+const FAKE_KEYS: &[&str] = &["user", "groups", "sid", "dangerous_allow_fake_on_network"];
 const SESSION_KEYS: &[&str] = &[
     "enabled",
     "key_file",
@@ -463,7 +507,7 @@ impl Config {
 
         let has_kerberos = table.contains_key("kerberos");
         let has_ntlm = table.contains_key("ntlm");
-        if !has_kerberos && !has_ntlm {
+        if !has_kerberos && !has_ntlm && !table.contains_key("fake") {
             w.err(
                 "kerberos",
                 "missing section: configure [kerberos], [ntlm] or both",
@@ -738,6 +782,11 @@ impl Config {
         if !w.errors.is_empty() {
             return Err(w.errors);
         }
+        let fake = parse_fake(&mut w, &table, listen);
+        if !w.errors.is_empty() {
+            return Err(w.errors);
+        }
+
         let kerberos = keytab.map(|keytab| Kerberos {
             keytab,
             service_principal,
@@ -746,7 +795,7 @@ impl Config {
             connection_bound,
             use_pac,
         });
-        if kerberos.is_none() && ntlm.is_none() {
+        if kerberos.is_none() && ntlm.is_none() && fake.is_none() {
             return Err(vec![ConfigError {
                 key: "ntlm.enabled".into(),
                 message: "no authentication method is enabled".into(),
@@ -765,6 +814,7 @@ impl Config {
                 ntlm,
                 routes,
                 session,
+                fake,
                 log: Log {
                     level,
                     format,
@@ -779,6 +829,45 @@ impl Config {
             }]),
         }
     }
+}
+
+fn parse_fake(w: &mut Walker, table: &Table, listen: Option<SocketAddr>) -> Option<Fake> {
+    let t = match table.get("fake")? {
+        Value::Table(t) => t,
+        other => {
+            w.err(
+                "fake",
+                format!("expected a table, found {}", other.type_str()),
+                None,
+            );
+            return None;
+        }
+    };
+    w.unknown_keys(t, "fake", FAKE_KEYS);
+    let user = match w.string(t, "fake", "user") {
+        Some(u) if !u.trim().is_empty() => u.trim().to_owned(),
+        _ => {
+            w.err(
+                "fake.user",
+                "missing",
+                Some("user = \"EXAMPLE\\\\alice\"".into()),
+            );
+            return None;
+        }
+    };
+    let groups = string_list(w, t, "fake", "groups");
+    let sid = w.string(t, "fake", "sid");
+    let on_network = w.boolean(t, "fake", "dangerous_allow_fake_on_network", false);
+    if let Some(addr) = listen {
+        if !addr.ip().is_loopback() && !on_network {
+            w.err(
+                "fake",
+                format!("fake identities are only served on a loopback listener, not {addr}"),
+                Some("listen on 127.0.0.1, or set dangerous_allow_fake_on_network = true if you really mean it".into()),
+            );
+        }
+    }
+    Some(Fake { user, groups, sid })
 }
 
 fn string_list(w: &mut Walker, t: &Table, prefix: &str, key: &str) -> Vec<String> {

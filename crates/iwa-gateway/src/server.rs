@@ -26,6 +26,7 @@ use crate::proxy::{ProxyBody, ProxyService, RouteRule, Upstream};
 /// Everything a connection needs, shared.
 pub struct Gateway {
     pub routes: Arc<Vec<Arc<Route>>>,
+    pub fake: Option<Arc<iwa::Identity>>,
     pub session: Option<Arc<iwa::session::SessionSettings>>,
     pub access_log: bool,
     pub connection_bound: bool,
@@ -120,6 +121,7 @@ impl Gateway {
         };
         Ok(Gateway {
             routes: Arc::new(config.routes.iter().cloned().map(Arc::new).collect()),
+            fake: config.fake.as_ref().map(|f| Arc::new(f.identity())),
             session,
             access_log: config.log.access,
             connection_bound: config.kerberos.as_ref().is_some_and(|k| k.connection_bound),
@@ -174,6 +176,16 @@ pub async fn serve(
         .timer(TokioTimer::new())
         .header_read_timeout(Duration::from_secs(30))
         .max_buf_size(256 * 1024);
+    if let Some(id) = gateway.fake.clone() {
+        // Loud on purpose: a fake identity must never go unnoticed.
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(Duration::from_secs(60));
+            loop {
+                every.tick().await;
+                warn!(user = %id.remote_user(), "FAKE IDENTITY MODE: every request is {} without authentication (development only)", id.remote_user());
+            }
+        });
+    }
     tokio::pin!(shutdown);
     loop {
         let (stream, peer) = tokio::select! {
@@ -200,6 +212,7 @@ pub async fn serve(
             .identity_headers(gateway.identity_headers.clone())
             .connection_bound(gateway.connection_bound)
             .session(gateway.session.clone())
+            .fake(gateway.fake.clone())
             .layer(proxy);
         // This connection's own login memory (used only when connection_bound is on).
         let conn_auth = ConnectionAuth::default();

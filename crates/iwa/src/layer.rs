@@ -60,6 +60,7 @@ pub struct IwaLayer {
     policy: Policy,
     connection_bound: bool,
     session: Option<Arc<SessionSettings>>,
+    fake: Option<Arc<Identity>>,
 }
 
 impl IwaLayer {
@@ -70,7 +71,16 @@ impl IwaLayer {
             policy: Policy::Required,
             connection_bound: false,
             session: None,
+            fake: None,
         }
+    }
+
+    /// Development only: every request that would authenticate is `identity`
+    /// (`X-Remote-Auth-Method: Fake`), with no Kerberos or NTLM at all. Rules, routes and
+    /// header stripping still apply.
+    pub fn fake(mut self, identity: Option<Arc<Identity>>) -> Self {
+        self.fake = identity;
+        self
     }
 
     /// Issue a session cookie after each login and accept it instead of a handshake.
@@ -108,6 +118,7 @@ impl<S> Layer<S> for IwaLayer {
             policy: self.policy,
             connection_bound: self.connection_bound,
             session: self.session.clone(),
+            fake: self.fake.clone(),
         }
     }
 }
@@ -121,6 +132,7 @@ pub struct IwaService<S> {
     policy: Policy,
     connection_bound: bool,
     session: Option<Arc<SessionSettings>>,
+    fake: Option<Arc<Identity>>,
 }
 
 fn log_failure(err: &AuthError) {
@@ -157,6 +169,7 @@ where
         let connection_bound = self.connection_bound;
         let conn = req.extensions().get::<ConnectionAuth>().cloned();
         let session = self.session.clone();
+        let fake = self.fake.clone();
         Box::pin(async move {
             headers.strip(req.headers_mut());
             let mut fresh = true;
@@ -182,7 +195,13 @@ where
             if let Some(s) = &session {
                 s.strip(req.headers_mut());
             }
-            let outcome = if let Some(identity) = from_session {
+            let outcome = if let Some(identity) = fake.as_deref().cloned() {
+                fresh = false;
+                Outcome::Authenticated(Authenticated {
+                    identity,
+                    response_header: None,
+                })
+            } else if let Some(identity) = from_session {
                 fresh = false;
                 Outcome::Authenticated(Authenticated {
                     identity,
