@@ -23,7 +23,28 @@ pub struct Config {
     pub session: Option<Session>,
     /// `[fake]`: a fixed development identity instead of Kerberos/NTLM.
     pub fake: Option<Fake>,
+    /// `[assertion]`: sign the identity for the backend (`X-Iwa-Assertion`).
+    pub assertion: Option<Assertion>,
+    /// `[ldap]`: group names and tokenGroups from Active Directory.
+    pub ldap: Option<Ldap>,
+    /// `[directory] file`: the static directory where there is no LDAP.
+    pub directory_file: Option<PathBuf>,
     pub log: Log,
+}
+
+/// `[ldap]`.
+#[derive(Debug, Clone)]
+pub struct Ldap {
+    pub url: String,
+    pub base_dn: String,
+    pub bind_dn: Option<String>,
+    pub bind_password_file: Option<PathBuf>,
+    /// NetBIOS domain for names; else the identity's (PAC) domain.
+    pub domain: Option<String>,
+    pub starttls: bool,
+    pub timeout: Duration,
+    pub cache_ttl: Duration,
+    pub negative_cache_ttl: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -53,6 +74,51 @@ pub struct Session {
     pub cookie_name: String,
     pub idle_timeout: Duration,
     pub max_lifetime: Duration,
+}
+
+/// `[assertion]`: HS256 JWS over the identity, for the backend to verify.
+#[derive(Clone)]
+pub struct Assertion {
+    pub secret: Vec<u8>,
+    pub audience: String,
+    pub lifetime: Duration,
+}
+
+impl fmt::Debug for Assertion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Assertion")
+            .field("audience", &self.audience)
+            .field("lifetime", &self.lifetime)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Reads a secret file: refused when group/other can read it; the secret is the file's
+/// bytes with one trailing newline removed, at least 32 bytes.
+fn read_secret_file(path: &Path) -> Result<Vec<u8>, String> {
+    use std::os::unix::fs::PermissionsExt;
+    let meta =
+        std::fs::metadata(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    if meta.permissions().mode() & 0o077 != 0 {
+        return Err(format!(
+            "{} is readable by group or others: run `chmod 600 {}`",
+            path.display(),
+            path.display()
+        ));
+    }
+    let mut bytes =
+        std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    if bytes.last() == Some(&b'\n') {
+        bytes.pop();
+    }
+    if bytes.len() < 32 {
+        return Err(format!(
+            "{} holds {} bytes; the secret must be at least 32 (e.g. `iwa keygen --out FILE`)",
+            path.display(),
+            bytes.len()
+        ));
+    }
+    Ok(bytes)
 }
 
 /// `[fake]`: every authenticating request is this identity (offline development).
@@ -226,8 +292,24 @@ const TOP_KEYS: &[&str] = &[
     "route",
     "session",
     "fake",
+    "ldap",
+    "directory",
+    "assertion",
     "log",
 ];
+const ASSERTION_KEYS: &[&str] = &["secret_file", "audience", "lifetime"];
+const LDAP_KEYS: &[&str] = &[
+    "url",
+    "base_dn",
+    "bind_dn",
+    "bind_password_file",
+    "domain",
+    "starttls",
+    "timeout",
+    "cache_ttl",
+    "negative_cache_ttl",
+];
+const DIRECTORY_KEYS: &[&str] = &["file"];
 const FAKE_KEYS: &[&str] = &["user", "groups", "sid", "dangerous_allow_fake_on_network"];
 const SESSION_KEYS: &[&str] = &[
     "enabled",
@@ -783,6 +865,48 @@ impl Config {
             return Err(w.errors);
         }
         let fake = parse_fake(&mut w, &table, listen);
+        let assertion_t = w.table(&table, "assertion").unwrap_or(&empty);
+        w.unknown_keys(assertion_t, "assertion", ASSERTION_KEYS);
+        let assertion = if table.contains_key("assertion") {
+            let lifetime = w.duration(
+                assertion_t,
+                "assertion",
+                "lifetime",
+                Duration::from_secs(60),
+            );
+            let audience = w.string(assertion_t, "assertion", "audience");
+            if audience.as_deref().is_none_or(str::is_empty) {
+                w.err("assertion.audience", "missing", Some("a name for the backend, e.g. audience = \"intranet-app\"; the backend checks it".into()));
+            }
+            let secret = match w.string(assertion_t, "assertion", "secret_file") {
+                Some(f) => match read_secret_file(&base.join(f)) {
+                    Ok(s) => Some(s),
+                    Err(e) => {
+                        w.err("assertion.secret_file", e, None);
+                        None
+                    }
+                },
+                None => {
+                    w.err(
+                        "assertion.secret_file",
+                        "missing",
+                        Some("make one with `iwa keygen --out /etc/iwa/assertion.key`".into()),
+                    );
+                    None
+                }
+            };
+            match (secret, audience) {
+                (Some(secret), Some(audience)) => Some(Assertion {
+                    secret,
+                    audience,
+                    lifetime,
+                }),
+                _ => None,
+            }
+        } else {
+            None
+        };
+        let (ldap, directory_file) = parse_directory(&mut w, &table, base);
         if !w.errors.is_empty() {
             return Err(w.errors);
         }
@@ -815,6 +939,9 @@ impl Config {
                 routes,
                 session,
                 fake,
+                assertion,
+                ldap,
+                directory_file,
                 log: Log {
                     level,
                     format,
@@ -829,6 +956,147 @@ impl Config {
             }]),
         }
     }
+}
+
+/// `[ldap]` and `[directory]` (one or the other).
+fn parse_directory(w: &mut Walker, table: &Table, base: &Path) -> (Option<Ldap>, Option<PathBuf>) {
+    let empty = Table::new();
+    let has_ldap = table.contains_key("ldap");
+    let has_file = table.contains_key("directory");
+    let dir_t = w.table(table, "directory").unwrap_or(&empty);
+    w.unknown_keys(dir_t, "directory", DIRECTORY_KEYS);
+    let file = match w.string(dir_t, "directory", "file") {
+        Some(f) if f.is_empty() => {
+            w.err("directory.file", "empty path", None);
+            None
+        }
+        Some(f) => {
+            let p = base.join(f);
+            if let Err(e) = iwa::directory::StaticBackend::load(&p) {
+                w.err("directory.file", e.to_string(), Some("a TOML file: [users] \"DOMAIN\\\\user\" = \"S-1-…\" and [groups.\"DOMAIN\\\\Group\"] sid = \"S-1-…\", members = [...]".into()));
+            }
+            Some(p)
+        }
+        None => {
+            if has_file {
+                w.err(
+                    "directory.file",
+                    "missing",
+                    Some("file = \"/etc/iwa/directory.toml\"".into()),
+                );
+            }
+            None
+        }
+    };
+    if has_ldap && has_file {
+        w.err(
+            "directory",
+            "[directory] is the fallback where there is no LDAP; [ldap] is configured too",
+            Some("keep one of [ldap] and [directory]".into()),
+        );
+    }
+    if !has_ldap {
+        return (None, file);
+    }
+    let t = w.table(table, "ldap").unwrap_or(&empty);
+    w.unknown_keys(t, "ldap", LDAP_KEYS);
+    let url = w.string(t, "ldap", "url");
+    match &url {
+        None => w.err(
+            "ldap.url",
+            "missing",
+            Some("url = \"ldaps://dc.example.test\"".into()),
+        ),
+        Some(u) => {
+            let l = u.to_ascii_lowercase();
+            if !(l.starts_with("ldap://") || l.starts_with("ldaps://"))
+                || u.len() <= "ldap://".len()
+            {
+                w.err(
+                    "ldap.url",
+                    format!("`{u}` is not an LDAP URL"),
+                    Some("ldap://host[:port] or ldaps://host[:port]".into()),
+                );
+            }
+        }
+    }
+    let base_dn = w.string(t, "ldap", "base_dn");
+    if base_dn.as_deref().is_none_or(str::is_empty) {
+        w.err(
+            "ldap.base_dn",
+            "missing",
+            Some("the domain's naming context, e.g. base_dn = \"DC=example,DC=test\"".into()),
+        );
+    }
+    let bind_dn = w.string(t, "ldap", "bind_dn");
+    let bind_password_file = w
+        .string(t, "ldap", "bind_password_file")
+        .map(|f| base.join(f));
+    match (&bind_dn, &bind_password_file) {
+        (Some(_), Some(f)) => {
+            if let Err(e) = iwa::directory::read_secret_file(f) {
+                w.err("ldap.bind_password_file", e.to_string(), Some("the password alone in a file of mode 0600".into()));
+            }
+        }
+        (Some(_), None) => w.err("ldap.bind_password_file", "missing (bind_dn needs it)", Some("bind_password_file = \"/etc/iwa/ldap.password\" (mode 0600; never the password itself in this file)".into())),
+        (None, Some(_)) => w.err("ldap.bind_dn", "missing (bind_password_file needs it)", Some("bind_dn = \"CN=iwa,CN=Users,DC=example,DC=test\" or \"EXAMPLE\\\\iwa\"".into())),
+        (None, None) => {}
+    }
+    if t.contains_key("bind_password") || t.contains_key("password") {
+        // unknown_keys reported it; say why there is no such key.
+        w.err(
+            "ldap.bind_password_file",
+            "passwords are read from a file, never written in the configuration",
+            None,
+        );
+    }
+    let domain = w.string(t, "ldap", "domain");
+    if let Some(d) = &domain {
+        if d.is_empty() || d.contains('\\') {
+            w.err(
+                "ldap.domain",
+                format!("`{d}` is not a NetBIOS domain name"),
+                Some("e.g. \"EXAMPLE\"".into()),
+            );
+        }
+    }
+    let starttls = w.boolean(t, "ldap", "starttls", false);
+    if starttls
+        && url
+            .as_deref()
+            .is_some_and(|u| u.to_ascii_lowercase().starts_with("ldaps://"))
+    {
+        w.err(
+            "ldap.starttls",
+            "StartTLS is for ldap:// URLs; ldaps:// is TLS already",
+            None,
+        );
+    }
+    let timeout = w.duration(t, "ldap", "timeout", Duration::from_secs(3));
+    if timeout.is_zero() {
+        w.err(
+            "ldap.timeout",
+            "must be more than zero",
+            Some("timeout = \"3s\"".into()),
+        );
+    }
+    let cache_ttl = w.duration(t, "ldap", "cache_ttl", Duration::from_secs(600));
+    let negative_cache_ttl = w.duration(t, "ldap", "negative_cache_ttl", Duration::from_secs(60));
+    let ldap = match (url, base_dn) {
+        (Some(url), Some(base_dn)) => Some(Ldap {
+            url,
+            base_dn,
+            bind_dn,
+            bind_password_file,
+            domain,
+            starttls,
+            timeout,
+            cache_ttl,
+            negative_cache_ttl,
+        }),
+        _ => None,
+    };
+    (ldap, file)
 }
 
 fn parse_fake(w: &mut Walker, table: &Table, listen: Option<SocketAddr>) -> Option<Fake> {

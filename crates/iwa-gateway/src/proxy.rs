@@ -36,6 +36,8 @@ pub struct Upstream {
     /// Path prefix of the backend URL, without a trailing slash ("" for none).
     prefix: String,
     identity_headers: Arc<IdentityHeaders>,
+    /// Signs `X-Iwa-Assertion` for authenticated requests, when configured.
+    pub assertion: Option<Arc<iwa::assertion::Signer>>,
 }
 
 impl Upstream {
@@ -64,6 +66,7 @@ impl Upstream {
                 .unwrap_or_else(|| http::uri::Authority::from_static("localhost")),
             prefix,
             identity_headers,
+            assertion: None,
         }
     }
 
@@ -230,6 +233,23 @@ impl ProxyService {
         self.upstream.identity_headers.strip(h);
         if let Some(id) = parts.extensions.get::<Identity>() {
             self.upstream.identity_headers.apply(id, h);
+            if let Some(signer) = &self.upstream.assertion {
+                let pq = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+                match signer.sign(
+                    id,
+                    None,
+                    parts.method.as_str(),
+                    pq,
+                    std::time::SystemTime::now(),
+                ) {
+                    Ok(token) => {
+                        if let Ok(v) = HeaderValue::from_str(&token) {
+                            h.insert("x-iwa-assertion", v);
+                        }
+                    }
+                    Err(e) => warn!("cannot sign the identity assertion: {e}"),
+                }
+            }
         }
         if let Some(proto) = &upgrade {
             h.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));

@@ -96,13 +96,23 @@ impl Gateway {
             }
             None => None,
         };
-        let auth = Authenticator::new(kerberos, ntlm);
+        let mut auth = Authenticator::new(kerberos, ntlm);
+        if let Some(directory) = directory_from_config(config)? {
+            auth = auth.with_directory(Arc::new(directory));
+        }
         let identity_headers = Arc::new(IdentityHeaders::default());
-        let upstream = Arc::new(Upstream::new(
+        let mut upstream = Upstream::new(
             &config.backend.url,
             config.backend.connect_timeout,
             identity_headers.clone(),
-        ));
+        );
+        if let Some(a) = &config.assertion {
+            upstream.assertion = Some(Arc::new(
+                iwa::assertion::Signer::new(a.secret.clone(), a.audience.clone(), a.lifetime)
+                    .map_err(|e| format!("assertion: {e}"))?,
+            ));
+        }
+        let upstream = Arc::new(upstream);
         let session = match &config.session {
             Some(s) => {
                 let ring = iwa::ticket::KeyRing::load(&s.key_file, &s.previous_key_files)
@@ -130,6 +140,37 @@ impl Gateway {
             identity_headers,
         })
     }
+}
+
+/// The directory for group names: `[ldap]`, else the `[directory]` file, else none.
+fn directory_from_config(config: &Config) -> Result<Option<iwa::directory::Directory>, String> {
+    use iwa::directory::{
+        Directory, DirectoryBackend, DirectorySettings, LdapBackend, LdapSettings, StaticBackend,
+    };
+    let mut settings = DirectorySettings::default();
+    let backend: Arc<dyn DirectoryBackend> = if let Some(l) = &config.ldap {
+        settings.domain = l.domain.clone();
+        settings.timeout = l.timeout;
+        settings.cache_ttl = l.cache_ttl;
+        settings.negative_cache_ttl = l.negative_cache_ttl;
+        Arc::new(
+            LdapBackend::new(LdapSettings {
+                url: l.url.clone(),
+                base_dn: l.base_dn.clone(),
+                bind_dn: l.bind_dn.clone(),
+                bind_password_file: l.bind_password_file.clone(),
+                starttls: l.starttls,
+                timeout: l.timeout,
+            })
+            .map_err(|e| format!("[ldap]: {e}"))?,
+        )
+    } else if let Some(file) = &config.directory_file {
+        Arc::new(StaticBackend::load(file).map_err(|e| format!("[directory]: {e}"))?)
+    } else {
+        return Ok(None);
+    };
+    info!(directory = %backend.describe(), "group names from the directory");
+    Ok(Some(Directory::new(backend, settings)))
 }
 
 type GatewayBody = Either<IwaBody<ProxyBody>, Full<Bytes>>;

@@ -22,8 +22,10 @@
 //! ```
 
 pub mod access;
+pub mod assertion;
 pub mod auth;
 pub mod conn;
+pub mod directory;
 pub mod error;
 #[cfg(feature = "axum")]
 pub mod extract;
