@@ -343,6 +343,8 @@ pub struct Authenticator {
     pool: Arc<AcceptPool>,
     ntlm: Option<Arc<NtlmAcceptor>>,
     challenge: Challenge,
+    /// Names groups (and finds groups for identities without a PAC) after a login.
+    directory: Option<Arc<crate::directory::Directory>>,
 }
 
 fn header_value(scheme: ChallengeScheme, token: &[u8]) -> HeaderValue {
@@ -381,7 +383,17 @@ impl Authenticator {
                 })
             }),
             challenge: Challenge { values },
+            directory: None,
         }
+    }
+
+    /// Resolves group names (and, for identities that came without groups, their
+    /// `tokenGroups`) through `directory` after each successful login. Cache hits are
+    /// synchronous; a miss waits for the directory at most its timeout (see
+    /// [`crate::directory`]).
+    pub fn with_directory(mut self, directory: Arc<crate::directory::Directory>) -> Self {
+        self.directory = Some(directory);
+        self
     }
 
     /// The challenges to send with a 401.
@@ -401,6 +413,18 @@ impl Authenticator {
     /// (see [`ConnectionAuth`]); NTLM needs it.
     #[instrument(level = "debug", skip_all)]
     pub async fn authenticate(
+        &self,
+        headers: &HeaderMap,
+        conn: Option<&ConnectionAuth>,
+    ) -> Outcome {
+        let mut outcome = self.authenticate_credentials(headers, conn).await;
+        if let (Outcome::Authenticated(a), Some(dir)) = (&mut outcome, &self.directory) {
+            dir.enrich(&mut a.identity).await;
+        }
+        outcome
+    }
+
+    async fn authenticate_credentials(
         &self,
         headers: &HeaderMap,
         conn: Option<&ConnectionAuth>,
