@@ -7,6 +7,7 @@
 #                    curl python3-pip                      (test clients)
 #                    samba samba-ad-dc samba-ad-provision  (the Samba AD DC fixture:
 #                    winbind libwbclient-dev ldap-utils     PAC groups, LDAP, NTLM via winbind)
+#                    chromium chromium-driver               (the browser SSO test, headless)
 #   Python modules   gssapi requests-gssapi pyspnego krb5 requests-ntlm (test clients;
 #                    `krb5` is pyspnego's Kerberos extra: without it pyspnego cannot do
 #                    Kerberos at all)
@@ -40,7 +41,8 @@ as_root() {
 
 # --- Debian packages ---------------------------------------------------------------
 apt_wanted=(krb5-kdc krb5-admin-server krb5-user libkrb5-dev libclang-dev pkg-config curl python3-pip
-    samba samba-ad-dc samba-ad-provision winbind libwbclient-dev ldap-utils)
+    samba samba-ad-dc samba-ad-provision winbind libwbclient-dev ldap-utils
+    chromium chromium-driver)
 samba_daemons=(smbd nmbd winbindd samba)
 apt_missing=()
 # Java's HttpURLConnection is one of the NTLM test clients; any JDK on PATH will do.
