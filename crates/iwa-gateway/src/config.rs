@@ -1323,6 +1323,55 @@ mod tests {
     }
 
     #[test]
+    fn ldap_and_directory_sections() {
+        use std::os::unix::fs::PermissionsExt;
+        let (d, _) = dir_with_keytab();
+        let pw = d.path().join("ldap.pw");
+        std::fs::write(&pw, "secret\n").unwrap();
+        std::fs::set_permissions(&pw, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let head = "listen = \"127.0.0.1:8080\"\n[backend]\nurl = \"http://127.0.0.1:5000\"\n[kerberos]\nkeytab = \"http.keytab\"\n";
+        let c = Config::parse(
+            &format!("{head}[ldap]\nurl = \"ldap://127.0.0.2\"\nbase_dn = \"DC=example,DC=test\"\nbind_dn = \"EXAMPLE\\\\iwa\"\nbind_password_file = \"ldap.pw\"\ndomain = \"EXAMPLE\"\ncache_ttl = \"5m\"\n"),
+            d.path(),
+        )
+        .unwrap();
+        let l = c.ldap.unwrap();
+        assert_eq!(l.bind_dn.as_deref(), Some("EXAMPLE\\iwa"));
+        assert_eq!(l.bind_password_file, Some(pw.clone()));
+        assert_eq!(l.timeout, Duration::from_secs(3));
+        assert_eq!(l.cache_ttl, Duration::from_secs(300));
+        assert_eq!(l.negative_cache_ttl, Duration::from_secs(60));
+        assert!(!l.starttls);
+
+        let errs = Config::parse(
+            &format!("{head}[ldap]\nurl = \"http://dc\"\nbind_dn = \"x\"\nbind_password = \"inline\"\nstarttls = \"yes\"\n[directory]\nfile = \"missing.toml\"\nextra = 1\n"),
+            d.path(),
+        )
+        .unwrap_err();
+        let keys: Vec<&str> = errs.iter().map(|e| e.key.as_str()).collect();
+        for k in [
+            "ldap.url",
+            "ldap.base_dn",
+            "ldap.bind_password",
+            "ldap.bind_password_file",
+            "ldap.starttls",
+            "directory.file",
+            "directory.extra",
+            "directory",
+        ] {
+            assert!(keys.contains(&k), "{k} not in {keys:?}");
+        }
+
+        std::fs::set_permissions(&pw, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let errs = Config::parse(
+            &format!("{head}[ldap]\nurl = \"ldaps://dc\"\nbase_dn = \"DC=x\"\nbind_dn = \"x\"\nbind_password_file = \"ldap.pw\"\n"),
+            d.path(),
+        )
+        .unwrap_err();
+        assert_eq!(errs[0].key, "ldap.bind_password_file", "{errs:?}");
+    }
+
+    #[test]
     fn reports_every_problem_with_key_paths() {
         let (d, _) = dir_with_keytab();
         let errs = Config::parse(

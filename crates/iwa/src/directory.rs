@@ -37,6 +37,9 @@ use crate::identity::{Group, Identity};
 /// A boxed future, for the object-safe backend trait.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
+/// Each looked-up SID with its name, `None` when no object has it.
+pub type SidNames = Vec<(String, Option<AccountName>)>;
+
 /// Why the directory could not answer.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -69,7 +72,7 @@ pub trait DirectoryBackend: Send + Sync + fmt::Debug {
     fn lookup_sids<'a>(
         &'a self,
         sids: &'a [String],
-    ) -> BoxFuture<'a, Result<Vec<(String, Option<AccountName>)>, DirectoryError>>;
+    ) -> BoxFuture<'a, Result<SidNames, DirectoryError>>;
 
     /// The user's transitive group SIDs; `None` when there is no such user.
     fn token_groups<'a>(
@@ -679,10 +682,7 @@ impl LdapBackend {
         Ok((sid, name))
     }
 
-    async fn lookup(
-        &self,
-        sids: &[String],
-    ) -> Result<Vec<(String, Option<AccountName>)>, DirectoryError> {
+    async fn lookup(&self, sids: &[String]) -> Result<SidNames, DirectoryError> {
         let ldap = self.connection().await?;
         let mut set = tokio::task::JoinSet::new();
         for sid in sids {
@@ -766,7 +766,7 @@ impl DirectoryBackend for LdapBackend {
     fn lookup_sids<'a>(
         &'a self,
         sids: &'a [String],
-    ) -> BoxFuture<'a, Result<Vec<(String, Option<AccountName>)>, DirectoryError>> {
+    ) -> BoxFuture<'a, Result<SidNames, DirectoryError>> {
         Box::pin(self.lookup(sids))
     }
 
@@ -912,7 +912,7 @@ impl DirectoryBackend for StaticBackend {
     fn lookup_sids<'a>(
         &'a self,
         sids: &'a [String],
-    ) -> BoxFuture<'a, Result<Vec<(String, Option<AccountName>)>, DirectoryError>> {
+    ) -> BoxFuture<'a, Result<SidNames, DirectoryError>> {
         let out = sids
             .iter()
             .map(|sid| {
@@ -971,7 +971,7 @@ mod tests {
         fn lookup_sids<'a>(
             &'a self,
             sids: &'a [String],
-        ) -> BoxFuture<'a, Result<Vec<(String, Option<AccountName>)>, DirectoryError>> {
+        ) -> BoxFuture<'a, Result<SidNames, DirectoryError>> {
             Box::pin(async move {
                 self.calls.fetch_add(1, Ordering::SeqCst);
                 self.asked.lock().unwrap().extend(sids.iter().cloned());
