@@ -21,6 +21,7 @@
 pub mod authz;
 pub mod der;
 pub mod krb5;
+mod le;
 pub mod ntlm;
 pub mod pac;
 pub mod sid;

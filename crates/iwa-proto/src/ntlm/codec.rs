@@ -9,66 +9,20 @@
 
 use super::NtlmError;
 
-/// A cursor over a byte slice; every read is checked.
-#[derive(Debug, Clone)]
-pub(crate) struct Reader<'a> {
-    buf: &'a [u8],
-    pos: usize,
+/// The crate's bounded reader, failing with [`NtlmError::Truncated`].
+pub(crate) type Reader<'a> = crate::le::LeReader<'a, NtlmError>;
+
+impl From<crate::le::Short> for NtlmError {
+    fn from(s: crate::le::Short) -> Self {
+        NtlmError::Truncated {
+            what: s.what,
+            needed: s.needed,
+            remaining: s.remaining,
+        }
+    }
 }
 
-impl<'a> Reader<'a> {
-    pub(crate) fn new(buf: &'a [u8]) -> Self {
-        Reader { buf, pos: 0 }
-    }
-
-    pub(crate) fn remaining(&self) -> usize {
-        self.buf.len().saturating_sub(self.pos)
-    }
-
-    pub(crate) fn position(&self) -> usize {
-        self.pos
-    }
-
-    pub(crate) fn take(&mut self, n: usize, what: &'static str) -> Result<&'a [u8], NtlmError> {
-        let truncated = NtlmError::Truncated {
-            what,
-            needed: n,
-            remaining: self.remaining(),
-        };
-        let end = self.pos.checked_add(n).ok_or(truncated.clone())?;
-        let out = self.buf.get(self.pos..end).ok_or(truncated)?;
-        self.pos = end;
-        Ok(out)
-    }
-
-    pub(crate) fn array<const N: usize>(
-        &mut self,
-        what: &'static str,
-    ) -> Result<[u8; N], NtlmError> {
-        let bytes = self.take(N, what)?;
-        <[u8; N]>::try_from(bytes).map_err(|_| NtlmError::Truncated {
-            what,
-            needed: N,
-            remaining: bytes.len(),
-        })
-    }
-
-    pub(crate) fn u8(&mut self, what: &'static str) -> Result<u8, NtlmError> {
-        Ok(u8::from_le_bytes(self.array(what)?))
-    }
-
-    pub(crate) fn u16(&mut self, what: &'static str) -> Result<u16, NtlmError> {
-        Ok(u16::from_le_bytes(self.array(what)?))
-    }
-
-    pub(crate) fn u32(&mut self, what: &'static str) -> Result<u32, NtlmError> {
-        Ok(u32::from_le_bytes(self.array(what)?))
-    }
-
-    pub(crate) fn u64(&mut self, what: &'static str) -> Result<u64, NtlmError> {
-        Ok(u64::from_le_bytes(self.array(what)?))
-    }
-
+impl Reader<'_> {
     pub(crate) fn field(&mut self, name: &'static str) -> Result<FieldRef, NtlmError> {
         let len = self.u16(name)?;
         let _max_len = self.u16(name)?;

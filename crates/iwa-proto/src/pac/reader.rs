@@ -8,88 +8,20 @@
 
 use super::PacError;
 
-/// A cursor over a byte slice; every read is checked.
-#[derive(Debug, Clone)]
-pub(crate) struct Reader<'a> {
-    buf: &'a [u8],
-    pos: usize,
-    /// Offset of `buf[0]` in the stream alignment is counted from.
-    base: usize,
-}
+/// The crate's bounded reader, failing with [`PacError::Truncated`].
+pub(crate) type Reader<'a> = crate::le::LeReader<'a, PacError>;
 
-impl<'a> Reader<'a> {
-    pub(crate) fn new(buf: &'a [u8]) -> Self {
-        Reader {
-            buf,
-            pos: 0,
-            base: 0,
+impl From<crate::le::Short> for PacError {
+    fn from(s: crate::le::Short) -> Self {
+        PacError::Truncated {
+            what: s.what,
+            needed: s.needed,
+            remaining: s.remaining,
         }
     }
+}
 
-    pub(crate) fn remaining(&self) -> usize {
-        self.buf.len().saturating_sub(self.pos)
-    }
-
-    pub(crate) fn position(&self) -> usize {
-        self.pos
-    }
-
-    pub(crate) fn rest(&self) -> &'a [u8] {
-        self.buf.get(self.pos..).unwrap_or(&[])
-    }
-
-    pub(crate) fn take(&mut self, n: usize, what: &'static str) -> Result<&'a [u8], PacError> {
-        let truncated = PacError::Truncated {
-            what,
-            needed: n,
-            remaining: self.remaining(),
-        };
-        let end = self.pos.checked_add(n).ok_or(truncated.clone())?;
-        let out = self.buf.get(self.pos..end).ok_or(truncated)?;
-        self.pos = end;
-        Ok(out)
-    }
-
-    /// The next `n` bytes as a reader of their own; this reader moves past them.
-    pub(crate) fn sub(&mut self, n: usize, what: &'static str) -> Result<Reader<'a>, PacError> {
-        let base = self.base.saturating_add(self.pos);
-        let buf = self.take(n, what)?;
-        Ok(Reader { buf, pos: 0, base })
-    }
-
-    /// Skips padding so that the next read starts on a multiple of `n`
-    /// (a power of two) from the start of the stream.
-    pub(crate) fn align(&mut self, n: usize, what: &'static str) -> Result<(), PacError> {
-        let abs = self.base.saturating_add(self.pos);
-        let pad = abs.wrapping_neg() & n.saturating_sub(1);
-        self.take(pad, what).map(|_| ())
-    }
-
-    fn array<const N: usize>(&mut self, what: &'static str) -> Result<[u8; N], PacError> {
-        let bytes = self.take(N, what)?;
-        <[u8; N]>::try_from(bytes).map_err(|_| PacError::Truncated {
-            what,
-            needed: N,
-            remaining: bytes.len(),
-        })
-    }
-
-    pub(crate) fn u8(&mut self, what: &'static str) -> Result<u8, PacError> {
-        Ok(u8::from_le_bytes(self.array(what)?))
-    }
-
-    pub(crate) fn u16(&mut self, what: &'static str) -> Result<u16, PacError> {
-        Ok(u16::from_le_bytes(self.array(what)?))
-    }
-
-    pub(crate) fn u32(&mut self, what: &'static str) -> Result<u32, PacError> {
-        Ok(u32::from_le_bytes(self.array(what)?))
-    }
-
-    pub(crate) fn u64(&mut self, what: &'static str) -> Result<u64, PacError> {
-        Ok(u64::from_le_bytes(self.array(what)?))
-    }
-
+impl Reader<'_> {
     pub(crate) fn bytes<const N: usize>(
         &mut self,
         what: &'static str,
