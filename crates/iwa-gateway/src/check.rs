@@ -64,6 +64,25 @@ pub fn check(path: &Path) -> Report {
         }
         None => text.push_str("ntlm: not configured\n"),
     }
+    match &config.tls {
+        Some(t) => match crate::tls::load(&t.cert, &t.key, t.extended_protection) {
+            Ok(tls) => {
+                let _ = writeln!(
+                    text,
+                    "tls: {} ({}), extended_protection {:?}",
+                    t.cert.display(),
+                    crate::tls::describe(&tls.leaf)
+                        .unwrap_or_else(|| "certificate not described".into()),
+                    t.extended_protection
+                );
+            }
+            Err(e) => {
+                let _ = writeln!(text, "error: tls: {e}");
+                ok = false;
+            }
+        },
+        None => text.push_str("tls: not configured (plain HTTP)\n"),
+    }
     Report { text, ok }
 }
 

@@ -29,7 +29,20 @@ pub struct Config {
     pub ldap: Option<Ldap>,
     /// `[directory] file`: the static directory where there is no LDAP.
     pub directory_file: Option<PathBuf>,
+    /// `[tls]`: terminate TLS on the listener.
+    pub tls: Option<TlsConfig>,
     pub log: Log,
+}
+
+/// `[tls]`: the listener speaks HTTPS.
+#[derive(Debug, Clone)]
+pub struct TlsConfig {
+    /// PEM certificate chain, leaf first.
+    pub cert: PathBuf,
+    /// PEM private key (mode 0600).
+    pub key: PathBuf,
+    /// Channel binding of logins to the TLS connection.
+    pub extended_protection: iwa::conn::ExtendedProtection,
 }
 
 /// `[ldap]`.
@@ -91,6 +104,77 @@ impl fmt::Debug for Assertion {
             .field("lifetime", &self.lifetime)
             .finish_non_exhaustive()
     }
+}
+
+/// `[tls]`: certificate, key (refused when group/other can read it), and Extended
+/// Protection. The pair is loaded here so that `iwa check` reports a bad one.
+fn parse_tls(w: &mut Walker, table: &Table, base: &Path) -> Option<TlsConfig> {
+    use iwa::conn::ExtendedProtection;
+    use std::os::unix::fs::PermissionsExt;
+    let empty = Table::new();
+    let t = w.table(table, "tls").unwrap_or(&empty);
+    if !table.contains_key("tls") {
+        return None;
+    }
+    w.unknown_keys(t, "tls", TLS_KEYS);
+    let extended_protection = match w.string(t, "tls", "extended_protection").as_deref() {
+        None | Some("allow") => ExtendedProtection::Allow,
+        Some("require") => ExtendedProtection::Require,
+        Some("off") => ExtendedProtection::Off,
+        Some(other) => {
+            w.err(
+                "tls.extended_protection",
+                format!("`{other}` is not a mode"),
+                Some("one of \"off\", \"allow\" (default), \"require\"".into()),
+            );
+            ExtendedProtection::Allow
+        }
+    };
+    let cert = w.string(t, "tls", "cert").map(|f| base.join(f));
+    let key = w.string(t, "tls", "key").map(|f| base.join(f));
+    if cert.is_none() {
+        w.err(
+            "tls.cert",
+            "missing",
+            Some("cert = \"/etc/iwa/tls.pem\" (PEM chain, leaf first)".into()),
+        );
+    }
+    if key.is_none() {
+        w.err(
+            "tls.key",
+            "missing",
+            Some("key = \"/etc/iwa/tls.key\" (PEM private key, mode 0600)".into()),
+        );
+    }
+    let (cert, key) = (cert?, key?);
+    match std::fs::metadata(&key) {
+        Ok(meta) if meta.permissions().mode() & 0o077 != 0 => {
+            w.err(
+                "tls.key",
+                format!("{} is readable by group or others", key.display()),
+                Some(format!("run `chmod 600 {}`", key.display())),
+            );
+            return None;
+        }
+        Ok(_) => {}
+        Err(e) => {
+            w.err(
+                "tls.key",
+                format!("cannot read {}: {e}", key.display()),
+                None,
+            );
+            return None;
+        }
+    }
+    if let Err(e) = crate::tls::load(&cert, &key, extended_protection) {
+        w.err("tls.cert", e, None);
+        return None;
+    }
+    Some(TlsConfig {
+        cert,
+        key,
+        extended_protection,
+    })
 }
 
 /// Reads a secret file: refused when group/other can read it; the secret is the file's
@@ -295,8 +379,10 @@ const TOP_KEYS: &[&str] = &[
     "ldap",
     "directory",
     "assertion",
+    "tls",
     "log",
 ];
+const TLS_KEYS: &[&str] = &["cert", "key", "extended_protection"];
 const ASSERTION_KEYS: &[&str] = &["secret_file", "audience", "lifetime"];
 const LDAP_KEYS: &[&str] = &[
     "url",
@@ -907,6 +993,7 @@ impl Config {
             None
         };
         let (ldap, directory_file) = parse_directory(&mut w, &table, base);
+        let tls = parse_tls(&mut w, &table, base);
         if !w.errors.is_empty() {
             return Err(w.errors);
         }
@@ -942,6 +1029,7 @@ impl Config {
                 assertion,
                 ldap,
                 directory_file,
+                tls,
                 log: Log {
                     level,
                     format,

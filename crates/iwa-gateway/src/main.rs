@@ -171,8 +171,9 @@ fn serve(path: &std::path::Path) -> ExitCode {
         info!(
             listen = %config.listen,
             backend = %config.backend.url,
-            "iwa {} listening on {}",
+            "iwa {} listening on {}://{}",
             env!("CARGO_PKG_VERSION"),
+            if config.tls.is_some() { "https" } else { "http" },
             config.listen
         );
         server::serve(

@@ -33,7 +33,12 @@ pub struct Gateway {
     pub auth: Arc<Authenticator>,
     pub upstream: Arc<Upstream>,
     pub identity_headers: Arc<IdentityHeaders>,
+    /// `[tls]`: the acceptor and the certificate's channel bindings.
+    pub tls: Option<crate::tls::Tls>,
 }
+
+/// How long a client may take to complete the TLS handshake.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 impl Gateway {
     /// Builds the gateway from a checked configuration: acquires the Kerberos acceptor
@@ -125,11 +130,17 @@ impl Gateway {
                     idle_timeout: s.idle_timeout,
                     absolute: s.max_lifetime,
                 };
+                settings.secure = config.tls.is_some();
                 Some(Arc::new(settings))
             }
             None => None,
         };
+        let tls = match &config.tls {
+            Some(t) => Some(crate::tls::load(&t.cert, &t.key, t.extended_protection)?),
+            None => None,
+        };
         Ok(Gateway {
+            tls,
             routes: Arc::new(config.routes.iter().cloned().map(Arc::new).collect()),
             fake: config.fake.as_ref().map(|f| Arc::new(f.identity())),
             session,
@@ -242,96 +253,55 @@ pub async fn serve(
             () = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
-        let proxy = ProxyService {
-            upstream: gateway.upstream.clone(),
-            peer,
-            proto: "http",
-            peer_header: HeaderValue::from_str(&peer.ip().to_string()).ok(),
-        };
-        let proxy_for_anonymous = proxy.clone();
-        let authed = IwaLayer::new(gateway.auth.clone())
-            .identity_headers(gateway.identity_headers.clone())
-            .connection_bound(gateway.connection_bound)
-            .session(gateway.session.clone())
-            .fake(gateway.fake.clone())
-            .layer(proxy);
-        // This connection's own login memory (used only when connection_bound is on).
-        let conn_auth = ConnectionAuth::default();
-        let headers = gateway.identity_headers.clone();
-        let access_log = gateway.access_log;
-        let routes = gateway.routes.clone();
-        let anonymous_proxy = proxy_for_anonymous.clone();
-        let svc = hyper::service::service_fn(move |mut req: Request<Incoming>| {
-            let mut authed = authed.clone();
-            let mut anonymous_proxy = anonymous_proxy.clone();
-            let headers = headers.clone();
-            let path = req.uri().path();
-            let route = routes.iter().find(|r| r.covers(path)).cloned();
-            let conn_auth = conn_auth.clone();
-            async move {
-                if let Some(r) = internal(&req) {
-                    return Ok::<_, Infallible>(r.map(Either::Right));
-                }
-                headers.strip(req.headers_mut());
-                let started = access_log.then(|| {
-                    (
-                        Instant::now(),
-                        req.method().clone(),
-                        req.uri().path().to_owned(),
-                    )
-                });
-                let auth_mode = route.as_ref().map_or(RouteAuth::Required, |r| r.auth);
-                if let Some(route) = route {
-                    if !route.rule.is_open() {
-                        req.extensions_mut().insert(RouteRule(route));
-                    }
-                }
-                let resp: Response<GatewayBody> = match auth_mode {
-                    RouteAuth::Anonymous => {
-                        req.headers_mut().remove(http::header::AUTHORIZATION);
-                        match anonymous_proxy.call(req).await {
-                            Ok(r) => r.map(|b| Either::Left(Either::Left(b))),
-                            Err(never) => match never {},
-                        }
-                    }
-                    mode => {
-                        req.extensions_mut().insert(conn_auth);
-                        if mode == RouteAuth::Optional {
-                            req.extensions_mut().insert(Policy::Optional);
-                        }
-                        match authed.call(req).await {
-                            Ok(r) => r.map(Either::Left),
-                            Err(never) => match never {},
-                        }
-                    }
-                };
-                if let Some((t0, method, path)) = started {
-                    let user = resp
-                        .extensions()
-                        .get::<AuthenticatedUser>()
-                        .map_or("-", |u| u.0.as_str());
-                    info!(target: "iwa::access", %method, path, status = resp.status().as_u16(), user, micros = t0.elapsed().as_micros() as u64);
-                }
-                Ok(resp)
-            }
-        });
-        let conn = builder
-            .serve_connection(TokioIo::new(stream), svc)
-            .with_upgrades();
+        let gateway = gateway.clone();
+        let builder = builder.clone();
         let mut stop = stop_rx.clone();
         tokio::spawn(
             async move {
-                tokio::pin!(conn);
-                let result = tokio::select! {
-                    r = conn.as_mut() => r,
-                    _ = stop.changed() => {
-                        conn.as_mut().graceful_shutdown();
-                        conn.await
-                    }
+                let Some(tls) = &gateway.tls else {
+                    let conn_auth = ConnectionAuth::default();
+                    serve_connection(
+                        TokioIo::new(stream),
+                        peer,
+                        &gateway,
+                        &builder,
+                        stop,
+                        "http",
+                        conn_auth,
+                    )
+                    .await;
+                    return;
                 };
-                if let Err(e) = result {
-                    debug!("connection ended with error: {e}");
-                }
+                let handshake =
+                    tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, tls.acceptor.accept(stream));
+                let stream = tokio::select! {
+                    r = handshake => match r {
+                        Ok(Ok(s)) => s,
+                        Ok(Err(e)) => {
+                            debug!("TLS handshake failed: {e}");
+                            return;
+                        }
+                        Err(_) => {
+                            debug!("TLS handshake timed out");
+                            return;
+                        }
+                    },
+                    _ = stop.changed() => return,
+                };
+                let conn_auth = match &tls.binding {
+                    Some(b) => ConnectionAuth::with_channel_binding(b.clone()),
+                    None => ConnectionAuth::default(),
+                };
+                serve_connection(
+                    TokioIo::new(stream),
+                    peer,
+                    &gateway,
+                    &builder,
+                    stop,
+                    "https",
+                    conn_auth,
+                )
+                .await;
             }
             .instrument(info_span!("conn", %peer)),
         );
@@ -343,6 +313,105 @@ pub async fn serve(
     tokio::select! {
         () = stop_tx.closed() => info!("all connections closed"),
         () = tokio::time::sleep(drain) => warn!("drain timeout reached; closing remaining connections"),
+    }
+}
+
+/// Serves one accepted (and, with TLS, handshaken) connection until it ends or the
+/// gateway stops. `conn_auth` is the connection's own login memory (NTLM; Kerberos
+/// with `connection_bound`), carrying its channel bindings on TLS.
+async fn serve_connection<I>(
+    io: I,
+    peer: SocketAddr,
+    gateway: &Gateway,
+    builder: &http1::Builder,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+    proto: &'static str,
+    conn_auth: ConnectionAuth,
+) where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let proxy = ProxyService {
+        upstream: gateway.upstream.clone(),
+        peer,
+        proto,
+        peer_header: HeaderValue::from_str(&peer.ip().to_string()).ok(),
+    };
+    let proxy_for_anonymous = proxy.clone();
+    let authed = IwaLayer::new(gateway.auth.clone())
+        .identity_headers(gateway.identity_headers.clone())
+        .connection_bound(gateway.connection_bound)
+        .session(gateway.session.clone())
+        .fake(gateway.fake.clone())
+        .layer(proxy);
+    let headers = gateway.identity_headers.clone();
+    let access_log = gateway.access_log;
+    let routes = gateway.routes.clone();
+    let anonymous_proxy = proxy_for_anonymous.clone();
+    let svc = hyper::service::service_fn(move |mut req: Request<Incoming>| {
+        let mut authed = authed.clone();
+        let mut anonymous_proxy = anonymous_proxy.clone();
+        let headers = headers.clone();
+        let path = req.uri().path();
+        let route = routes.iter().find(|r| r.covers(path)).cloned();
+        let conn_auth = conn_auth.clone();
+        async move {
+            if let Some(r) = internal(&req) {
+                return Ok::<_, Infallible>(r.map(Either::Right));
+            }
+            headers.strip(req.headers_mut());
+            let started = access_log.then(|| {
+                (
+                    Instant::now(),
+                    req.method().clone(),
+                    req.uri().path().to_owned(),
+                )
+            });
+            let auth_mode = route.as_ref().map_or(RouteAuth::Required, |r| r.auth);
+            if let Some(route) = route {
+                if !route.rule.is_open() {
+                    req.extensions_mut().insert(RouteRule(route));
+                }
+            }
+            let resp: Response<GatewayBody> = match auth_mode {
+                RouteAuth::Anonymous => {
+                    req.headers_mut().remove(http::header::AUTHORIZATION);
+                    match anonymous_proxy.call(req).await {
+                        Ok(r) => r.map(|b| Either::Left(Either::Left(b))),
+                        Err(never) => match never {},
+                    }
+                }
+                mode => {
+                    req.extensions_mut().insert(conn_auth);
+                    if mode == RouteAuth::Optional {
+                        req.extensions_mut().insert(Policy::Optional);
+                    }
+                    match authed.call(req).await {
+                        Ok(r) => r.map(Either::Left),
+                        Err(never) => match never {},
+                    }
+                }
+            };
+            if let Some((t0, method, path)) = started {
+                let user = resp
+                    .extensions()
+                    .get::<AuthenticatedUser>()
+                    .map_or("-", |u| u.0.as_str());
+                info!(target: "iwa::access", %method, path, status = resp.status().as_u16(), user, micros = t0.elapsed().as_micros() as u64);
+            }
+            Ok(resp)
+        }
+    });
+    let conn = builder.serve_connection(io, svc).with_upgrades();
+    tokio::pin!(conn);
+    let result = tokio::select! {
+        r = conn.as_mut() => r,
+        _ = stop.changed() => {
+            conn.as_mut().graceful_shutdown();
+            conn.await
+        }
+    };
+    if let Err(e) = result {
+        debug!("connection ended with error: {e}");
     }
 }
 

@@ -18,7 +18,7 @@ use iwa_proto::authz::{self, ChallengeScheme, Credentials};
 use iwa_proto::spnego::{self, InitialToken, Mech, NegState};
 use tracing::{debug, instrument};
 
-use crate::conn::{ConnectionAuth, NtlmWrap, PendingNtlm};
+use crate::conn::{ChannelBinding, ConnectionAuth, ExtendedProtection, NtlmWrap, PendingNtlm};
 use crate::error::{AuthError, Challenge};
 use crate::gss::{self, AcceptorCred, Step};
 use crate::identity::{AuthMethod, Identity};
@@ -494,13 +494,30 @@ impl Authenticator {
         let Some(kerberos) = self.kerberos.clone() else {
             return Outcome::Failed(AuthError::MechanismNotEnabled("Kerberos".into()));
         };
+        let binding = conn
+            .and_then(ConnectionAuth::channel_binding)
+            .filter(|b| b.mode() != ExtendedProtection::Off)
+            .cloned();
+        let require = binding
+            .as_ref()
+            .is_some_and(|b| b.mode() == ExtendedProtection::Require);
         let result = self
             .pool
-            .run(move || kerberos.accept_negotiate(&token, None))
+            .run(move || {
+                kerberos.accept_negotiate(
+                    &token,
+                    binding.as_ref().map(ChannelBinding::application_data),
+                )
+            })
             .await;
         match result {
             Some(Ok(success)) => {
-                debug!(principal = %success.identity.principal, "kerberos accepted");
+                // A mismatch already failed in GSSAPI (BAD_BINDINGS); a client that sent
+                // no bindings leaves the context without CHANNEL_BOUND.
+                if require && !success.channel_bound {
+                    return Outcome::Failed(AuthError::ChannelBindingRequired("Kerberos"));
+                }
+                debug!(principal = %success.identity.principal, channel_bound = success.channel_bound, "kerberos accepted");
                 let response_header = success
                     .response_token
                     .map(|t| header_value(ChallengeScheme::Negotiate, &t));
@@ -595,6 +612,9 @@ impl Authenticator {
                     Ok(u) => u,
                     Err(e) => return Outcome::Failed(AuthError::Ntlm(e)),
                 };
+                if let Err(e) = check_ntlm_binding(conn.channel_binding(), &user) {
+                    return Outcome::Failed(e);
+                }
                 if !ntlm.settings.target_ok(user.target_name.as_deref()) {
                     return Outcome::Failed(AuthError::NtlmWrongTarget(
                         user.target_name.unwrap_or_default(),
@@ -616,6 +636,28 @@ impl Authenticator {
             }
             Ok(other) => Outcome::Failed(AuthError::NtlmUnexpectedMessage(other)),
             Err(e) => Outcome::Failed(AuthError::Ntlm(NtlmFailure::Refused(e))),
+        }
+    }
+}
+
+/// Extended Protection for NTLM: `MsvAvChannelBindings` against this connection's.
+/// `Allow` refuses only bindings for another channel; `Require` also refuses absent or
+/// all-zero ones (a client without bindings).
+fn check_ntlm_binding(binding: Option<&ChannelBinding>, user: &NtlmUser) -> Result<(), AuthError> {
+    let Some(binding) = binding else {
+        return Ok(());
+    };
+    let received = user.channel_bindings.filter(|cb| cb != &[0u8; 16]);
+    match (binding.mode(), received) {
+        (ExtendedProtection::Off, _) => Ok(()),
+        (ExtendedProtection::Allow, None) => Ok(()),
+        (ExtendedProtection::Require, None) => Err(AuthError::ChannelBindingRequired("NTLM")),
+        (_, Some(cb)) => {
+            if iwa_proto::ntlm::crypto::ct_eq(&cb, binding.ntlm_hash()) {
+                Ok(())
+            } else {
+                Err(AuthError::NtlmChannelBindingMismatch)
+            }
         }
     }
 }
@@ -667,5 +709,58 @@ fn ntlm_identity(settings: &NtlmSettings, user: NtlmUser) -> Identity {
             .collect(),
         method: AuthMethod::Ntlm,
         expires: None,
+    }
+}
+
+#[cfg(test)]
+mod channel_binding_tests {
+    use super::*;
+    use iwa_proto::ntlm::NegotiateFlags;
+
+    fn user(cb: Option<[u8; 16]>) -> NtlmUser {
+        NtlmUser {
+            user: "alice".into(),
+            domain: "IWA".into(),
+            sid: None,
+            group_sids: Vec::new(),
+            session_key: [0; 16],
+            flags: NegotiateFlags(0),
+            target_name: None,
+            channel_bindings: cb,
+        }
+    }
+
+    #[test]
+    fn ntlm_binding_modes() {
+        let hash = [7u8; 32];
+        let b = |mode| ChannelBinding::tls_server_end_point(&hash, mode);
+        let good = Some(*b(ExtendedProtection::Allow).ntlm_hash());
+        let other = Some(
+            *ChannelBinding::tls_server_end_point(&[8u8; 32], ExtendedProtection::Allow)
+                .ntlm_hash(),
+        );
+        for cb in [None, Some([0u8; 16]), good, other] {
+            assert!(check_ntlm_binding(None, &user(cb)).is_ok());
+            assert!(check_ntlm_binding(Some(&b(ExtendedProtection::Off)), &user(cb)).is_ok());
+        }
+        let allow = b(ExtendedProtection::Allow);
+        assert!(check_ntlm_binding(Some(&allow), &user(None)).is_ok());
+        assert!(check_ntlm_binding(Some(&allow), &user(Some([0; 16]))).is_ok());
+        assert!(check_ntlm_binding(Some(&allow), &user(good)).is_ok());
+        assert!(matches!(
+            check_ntlm_binding(Some(&allow), &user(other)),
+            Err(AuthError::NtlmChannelBindingMismatch)
+        ));
+        let require = b(ExtendedProtection::Require);
+        assert!(matches!(
+            check_ntlm_binding(Some(&require), &user(None)),
+            Err(AuthError::ChannelBindingRequired("NTLM"))
+        ));
+        assert!(matches!(
+            check_ntlm_binding(Some(&require), &user(Some([0; 16]))),
+            Err(AuthError::ChannelBindingRequired("NTLM"))
+        ));
+        assert!(check_ntlm_binding(Some(&require), &user(good)).is_ok());
+        assert!(check_ntlm_binding(Some(&require), &user(other)).is_err());
     }
 }

@@ -167,6 +167,10 @@ pub enum AuthError {
     NtlmWrongTarget(String),
     #[error("SPNEGO mechListMIC for NTLM did not verify (the negotiation was tampered with)")]
     NtlmBadMechListMic,
+    #[error("{0} login without channel bindings refused: extended_protection = \"require\" needs clients that bind their login to this TLS connection")]
+    ChannelBindingRequired(&'static str),
+    #[error("NTLM channel bindings (MsvAvChannelBindings) do not match this TLS connection (a login relayed from another channel, or a TLS-intercepting proxy?)")]
+    NtlmChannelBindingMismatch,
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -228,6 +232,8 @@ impl AuthError {
             AuthError::NtlmUnexpectedMessage(_) => "ntlm_unexpected_message",
             AuthError::NtlmBadMechListMic => "ntlm_bad_mech_list_mic",
             AuthError::NtlmWrongTarget(_) => "ntlm_wrong_target",
+            AuthError::ChannelBindingRequired(_) => "channel_binding_required",
+            AuthError::NtlmChannelBindingMismatch => "ntlm_channel_binding",
             AuthError::Internal(_) => "internal",
         }
     }

@@ -90,6 +90,9 @@ pub struct NtlmUser {
     pub flags: NegotiateFlags,
     /// The client's `MsvAvTargetName` (the SPN it meant to reach), if it sent one.
     pub target_name: Option<String>,
+    /// The client's `MsvAvChannelBindings` (MD5 of its GSS channel bindings), if it
+    /// sent them; checked by the authenticator on TLS connections.
+    pub channel_bindings: Option<[u8; 16]>,
 }
 
 /// Why a validator refused, or could not answer.
@@ -393,6 +396,7 @@ impl NtlmValidator for LocalValidator {
                     session_key: *done.session_key.as_bytes(),
                     flags: flags.intersect_with(done.flags),
                     target_name: done.target_name.clone(),
+                    channel_bindings: done.channel_bindings,
                 })
             }
             Err(NtlmError::UnknownUser) => Err(NtlmFailure::UnknownUser {

@@ -502,6 +502,7 @@ impl NtlmValidator for WinbindValidator {
             session_key: *done.session_key.as_bytes(),
             flags: NegotiateFlags(offered.0 & done.flags.0),
             target_name: done.target_name.clone(),
+            channel_bindings: done.channel_bindings,
         })
     }
 }

@@ -60,6 +60,9 @@ pub struct GatewayConfig {
     pub kerberos_extra: String,
     /// Extra environment variables for the gateway process.
     pub env: Vec<(String, String)>,
+    /// The listener speaks HTTPS (`[tls]` in the extra lines): readiness is checked
+    /// with `curl -k https://…`.
+    pub tls: bool,
 }
 
 impl GatewayConfig {
@@ -70,6 +73,7 @@ impl GatewayConfig {
             keytab: realm.http_keytab(),
             kerberos_extra: String::new(),
             env: Vec::new(),
+            tls: false,
         }
     }
 
@@ -161,7 +165,7 @@ impl Gateway {
                 .spawn()
                 .unwrap_or_else(|e| panic!("spawn {}: {e}", iwa_bin()));
             let mut child = ChildGuard::new(child);
-            match wait_ready(&mut child, port) {
+            match wait_ready(&mut child, port, cfg.tls) {
                 Ok(()) => {
                     return Gateway {
                         port,
@@ -192,6 +196,11 @@ impl Gateway {
     /// `http://localhost:PORT<path>` (the SPN for this URL is HTTP/localhost).
     pub fn url(&self, path: &str) -> String {
         format!("http://localhost:{}{path}", self.port)
+    }
+
+    /// `https://localhost:PORT<path>` (a `[tls]` gateway).
+    pub fn https_url(&self, path: &str) -> String {
+        format!("https://localhost:{}{path}", self.port)
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -255,7 +264,26 @@ impl Drop for Gateway {
     }
 }
 
-fn wait_ready(child: &mut ChildGuard, port: u16) -> Result<(), String> {
+/// 200 from `/.iwa/healthz` over HTTPS (certificate not verified).
+fn tls_healthz_ok(port: u16) -> bool {
+    Command::new("curl")
+        .args([
+            "-sk",
+            "--noproxy",
+            "*",
+            "--max-time",
+            "5",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+        ])
+        .arg(format!("https://localhost:{port}/.iwa/healthz"))
+        .output()
+        .is_ok_and(|o| o.stdout == b"200")
+}
+
+fn wait_ready(child: &mut ChildGuard, port: u16, tls: bool) -> Result<(), String> {
     let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
     let req = format!(
         "GET /.iwa/healthz HTTP/1.1\r\nHost: localhost:{port}\r\nConnection: close\r\n\r\n"
@@ -265,7 +293,11 @@ fn wait_ready(child: &mut ChildGuard, port: u16) -> Result<(), String> {
         if let Some(status) = child.try_wait() {
             return Err(format!("iwa serve exited early with {status}"));
         }
-        if let Ok(r) = raw_http(addr, req.as_bytes()) {
+        if tls {
+            if tls_healthz_ok(port) {
+                return Ok(());
+            }
+        } else if let Ok(r) = raw_http(addr, req.as_bytes()) {
             if r.status == 200 {
                 return Ok(());
             }
