@@ -32,13 +32,13 @@ pub enum Decision {
     },
 }
 
-fn user_matches(identity: &Identity, entry: &str) -> bool {
+pub(crate) fn user_matches(identity: &Identity, entry: &str) -> bool {
     entry.eq_ignore_ascii_case(&identity.remote_user())
         || entry.eq_ignore_ascii_case(&identity.principal)
         || identity.sid.as_deref() == Some(entry)
 }
 
-fn in_group(identity: &Identity, entry: &str) -> bool {
+pub(crate) fn in_group(identity: &Identity, entry: &str) -> bool {
     identity.groups.iter().any(|g| {
         g.sid.as_deref() == Some(entry)
             || g.name

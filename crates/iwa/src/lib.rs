@@ -32,6 +32,7 @@ pub mod extract;
 pub mod gss;
 pub mod headers;
 pub mod identity;
+pub mod impersonation;
 pub mod keytab;
 pub mod layer;
 pub mod ntlm;
