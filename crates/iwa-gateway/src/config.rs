@@ -25,6 +25,8 @@ pub struct Config {
     pub fake: Option<Fake>,
     /// `[assertion]`: sign the identity for the backend (`X-Iwa-Assertion`).
     pub assertion: Option<Assertion>,
+    /// `[impersonation]`: who may act as whom.
+    pub impersonation: iwa::impersonation::ImpersonationPolicy,
     /// `[ldap]`: group names and tokenGroups from Active Directory.
     pub ldap: Option<Ldap>,
     /// `[directory] file`: the static directory where there is no LDAP.
@@ -380,7 +382,13 @@ const TOP_KEYS: &[&str] = &[
     "directory",
     "assertion",
     "tls",
+    "impersonation",
     "log",
+];
+const IMPERSONATION_KEYS: &[&str] = &[
+    "allow_impersonation",
+    "increase_permissions",
+    "never_impersonate",
 ];
 const TLS_KEYS: &[&str] = &["cert", "key", "extended_protection"];
 const ASSERTION_KEYS: &[&str] = &["secret_file", "audience", "lifetime"];
@@ -951,6 +959,18 @@ impl Config {
             return Err(w.errors);
         }
         let fake = parse_fake(&mut w, &table, listen);
+        let imp_t = w.table(&table, "impersonation").unwrap_or(&empty);
+        w.unknown_keys(imp_t, "impersonation", IMPERSONATION_KEYS);
+        let impersonation = iwa::impersonation::ImpersonationPolicy {
+            allow_impersonation: string_list(&mut w, imp_t, "impersonation", "allow_impersonation"),
+            increase_permissions: string_list(
+                &mut w,
+                imp_t,
+                "impersonation",
+                "increase_permissions",
+            ),
+            never_impersonate: string_list(&mut w, imp_t, "impersonation", "never_impersonate"),
+        };
         let assertion_t = w.table(&table, "assertion").unwrap_or(&empty);
         w.unknown_keys(assertion_t, "assertion", ASSERTION_KEYS);
         let assertion = if table.contains_key("assertion") {
@@ -1027,6 +1047,7 @@ impl Config {
                 session,
                 fake,
                 assertion,
+                impersonation,
                 ldap,
                 directory_file,
                 tls,

@@ -38,6 +38,10 @@ pub struct Upstream {
     identity_headers: Arc<IdentityHeaders>,
     /// Signs `X-Iwa-Assertion` for authenticated requests, when configured.
     pub assertion: Option<Arc<iwa::assertion::Signer>>,
+    /// For `/.iwa/api/whoami`: the impersonation grants and the route rules that make up
+    /// an identity's permissions.
+    pub impersonation: Arc<iwa::impersonation::ImpersonationPolicy>,
+    pub rules: Arc<Vec<iwa::access::AccessRule>>,
 }
 
 impl Upstream {
@@ -67,6 +71,8 @@ impl Upstream {
             prefix,
             identity_headers,
             assertion: None,
+            impersonation: Arc::default(),
+            rules: Arc::default(),
         }
     }
 
@@ -192,9 +198,60 @@ fn authorize(
     }
 }
 
+/// The gateway's JSON API; requests to it are authenticated like any other (the
+/// listener forces `auth = required` there) and never forwarded.
+pub const API_PREFIX: &str = "/.iwa/api/";
+
+fn json(status: StatusCode, value: &serde_json::Value) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(Bytes::from(value.to_string())));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r
+}
+
 impl ProxyService {
+    fn api(&self, req: &Request<Incoming>) -> Response<Full<Bytes>> {
+        let Some(id) = req.extensions().get::<Identity>() else {
+            return json(
+                StatusCode::UNAUTHORIZED,
+                &serde_json::json!({"error": "authentication required", "code": "authentication_required"}),
+            );
+        };
+        match (req.method(), &req.uri().path()[API_PREFIX.len()..]) {
+            (&http::Method::GET, "whoami") => {
+                use iwa::impersonation::{permissions, Permission};
+                let perms = permissions(id, &self.upstream.impersonation, &self.upstream.rules);
+                json(
+                    StatusCode::OK,
+                    &serde_json::json!({
+                        "user": id.remote_user(),
+                        "identity": id,
+                        "effective": id,
+                        "impersonating": false,
+                        "permissions": {
+                            "allow_impersonation": perms.contains(&Permission::AllowImpersonation),
+                            "increase_permissions": perms.contains(&Permission::IncreasePermissions),
+                        },
+                    }),
+                )
+            }
+            _ => json(
+                StatusCode::NOT_FOUND,
+                &serde_json::json!({"error": "no such API endpoint", "code": "not_found"}),
+            ),
+        }
+    }
+
     async fn forward(self, mut req: Request<Incoming>) -> Response<ProxyBody> {
         let accept = req.headers().get(header::ACCEPT).cloned();
+        if req.uri().path().starts_with(API_PREFIX) {
+            return self.api(&req).map(Either::Right);
+        }
         if let Some(denied) = authorize(&req, accept.as_ref()) {
             return denied.map(Either::Right);
         }

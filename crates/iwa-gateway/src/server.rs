@@ -117,6 +117,15 @@ impl Gateway {
                     .map_err(|e| format!("assertion: {e}"))?,
             ));
         }
+        upstream.impersonation = Arc::new(config.impersonation.clone());
+        upstream.rules = Arc::new(
+            config
+                .routes
+                .iter()
+                .filter(|r| !r.rule.is_open())
+                .map(|r| r.rule.clone())
+                .collect(),
+        );
         let upstream = Arc::new(upstream);
         let session = match &config.session {
             Some(s) => {
@@ -188,7 +197,7 @@ type GatewayBody = Either<IwaBody<ProxyBody>, Full<Bytes>>;
 
 fn internal(req: &Request<Incoming>) -> Option<Response<Full<Bytes>>> {
     let path = req.uri().path();
-    if !path.starts_with("/.iwa/") {
+    if !path.starts_with("/.iwa/") || path.starts_with(crate::proxy::API_PREFIX) {
         return None;
     }
     let resp = match (req.method(), path) {
@@ -352,7 +361,12 @@ async fn serve_connection<I>(
         let mut anonymous_proxy = anonymous_proxy.clone();
         let headers = headers.clone();
         let path = req.uri().path();
-        let route = routes.iter().find(|r| r.covers(path)).cloned();
+        // The gateway's API always requires a login, whatever the routes say.
+        let route = if path.starts_with(crate::proxy::API_PREFIX) {
+            None
+        } else {
+            routes.iter().find(|r| r.covers(path)).cloned()
+        };
         let conn_auth = conn_auth.clone();
         async move {
             if let Some(r) = internal(&req) {
