@@ -6,7 +6,6 @@
 mod support;
 
 use std::os::unix::fs::PermissionsExt;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use iwa_testrealm::samba::{
@@ -73,37 +72,6 @@ impl Drop for TempDir {
     }
 }
 
-fn curl_as(dc: &SambaDc, user: &str, password: &str, url: &str) -> (u16, Vec<u8>) {
-    let cc = dc.kinit(user, password).expect("kinit against the DC");
-    let out = Command::new("curl")
-        .args([
-            "-sS",
-            "--noproxy",
-            "*",
-            "--max-time",
-            "10",
-            "--negotiate",
-            "-u",
-            ":",
-            "-o",
-            "-",
-            "-w",
-            "\n%{http_code}",
-        ])
-        .arg(url)
-        .env("KRB5_CONFIG", dc.krb5_conf())
-        .env("KRB5CCNAME", cc.name())
-        .output()
-        .expect("curl");
-    let text = out.stdout;
-    let split = text.iter().rposition(|&b| b == b'\n').unwrap_or(0);
-    let code = String::from_utf8_lossy(&text[split..])
-        .trim()
-        .parse()
-        .unwrap_or(0);
-    (code, text[..split].to_vec())
-}
-
 fn list(seen: &EchoRequest, name: &str) -> Vec<String> {
     seen.header(name)
         .unwrap_or("")
@@ -127,7 +95,7 @@ fn ldap_names_the_pac_groups() {
     );
     for _ in 0..2 {
         // The second round is answered from the cache.
-        let (code, body) = curl_as(&dc, AD_ALICE, AD_ALICE_PASSWORD, &gw.url("/whoami"));
+        let (code, body) = curl_negotiate_ad(&dc, AD_ALICE, AD_ALICE_PASSWORD, &gw.url("/whoami"));
         assert_eq!(
             code,
             200,
@@ -171,14 +139,14 @@ fn allow_groups_by_name_through_ldap() {
         ldap_section(&dc, tmp.path(), &dc.ldap_url())
     );
     let gw = ad_gateway(&realm, &dc, &echo.url(), &extra);
-    let (code, _) = curl_as(&dc, AD_ALICE, AD_ALICE_PASSWORD, &gw.url("/staff/board"));
+    let (code, _) = curl_negotiate_ad(&dc, AD_ALICE, AD_ALICE_PASSWORD, &gw.url("/staff/board"));
     assert_eq!(
         code,
         200,
         "alice is in All Staff through Helpdesk Staff\n{}",
         gw.log()
     );
-    let (code, body) = curl_as(&dc, AD_BOB, AD_BOB_PASSWORD, &gw.url("/staff/board"));
+    let (code, body) = curl_negotiate_ad(&dc, AD_BOB, AD_BOB_PASSWORD, &gw.url("/staff/board"));
     assert_eq!(code, 403, "{}", String::from_utf8_lossy(&body));
 }
 
@@ -193,7 +161,7 @@ fn token_groups_stand_in_for_a_missing_pac() {
         ldap_section(&dc, tmp.path(), &dc.ldap_url())
     );
     let gw = ad_gateway(&realm, &dc, &echo.url(), &extra);
-    let (code, body) = curl_as(&dc, AD_ALICE, AD_ALICE_PASSWORD, &gw.url("/"));
+    let (code, body) = curl_negotiate_ad(&dc, AD_ALICE, AD_ALICE_PASSWORD, &gw.url("/"));
     assert_eq!(code, 200, "{}", gw.log());
     let seen = EchoRequest::from_json(&body).unwrap();
     assert_eq!(seen.header("x-remote-user-sid"), None, "no PAC read");
@@ -223,7 +191,7 @@ fn ldap_down_forwards_sids_only_without_hanging() {
     let gw = ad_gateway(&realm, &dc, &echo.url(), &extra);
     for _ in 0..3 {
         let started = Instant::now();
-        let (code, body) = curl_as(&dc, AD_ALICE, AD_ALICE_PASSWORD, &gw.url("/whoami"));
+        let (code, body) = curl_negotiate_ad(&dc, AD_ALICE, AD_ALICE_PASSWORD, &gw.url("/whoami"));
         let took = started.elapsed();
         assert_eq!(code, 200, "{}", gw.log());
         assert!(took < Duration::from_secs(5), "took {took:?}");
@@ -238,7 +206,7 @@ fn ldap_down_forwards_sids_only_without_hanging() {
         );
     }
     // A rule by name cannot be met without names; a rule by SID still could.
-    let (code, _) = curl_as(&dc, AD_ALICE, AD_ALICE_PASSWORD, &gw.url("/staff/x"));
+    let (code, _) = curl_negotiate_ad(&dc, AD_ALICE, AD_ALICE_PASSWORD, &gw.url("/staff/x"));
     assert_eq!(code, 403);
     let log = gw.log();
     assert_eq!(
@@ -270,7 +238,7 @@ fn static_directory_file_names_groups_without_ldap() {
         toml_str(&file.display().to_string())
     );
     let gw = ad_gateway(&realm, &dc, &echo.url(), &extra);
-    let (code, body) = curl_as(&dc, AD_ALICE, AD_ALICE_PASSWORD, &gw.url("/staff/x"));
+    let (code, body) = curl_negotiate_ad(&dc, AD_ALICE, AD_ALICE_PASSWORD, &gw.url("/staff/x"));
     assert_eq!(code, 200, "{}", gw.log());
     let seen = EchoRequest::from_json(&body).unwrap();
     let names = list(&seen, "x-remote-groups");
@@ -282,6 +250,6 @@ fn static_directory_file_names_groups_without_ldap() {
         names.contains(&"EXAMPLE\\All Staff".to_owned()),
         "{names:?}"
     );
-    let (code, _) = curl_as(&dc, AD_BOB, AD_BOB_PASSWORD, &gw.url("/staff/x"));
+    let (code, _) = curl_negotiate_ad(&dc, AD_BOB, AD_BOB_PASSWORD, &gw.url("/staff/x"));
     assert_eq!(code, 403);
 }

@@ -4,8 +4,6 @@
 
 mod support;
 
-use std::process::Command;
-
 use iwa_testrealm::samba::{
     SambaDc, AD_ALICE, AD_ALICE_PASSWORD, AD_BOB, AD_BOB_PASSWORD, ALL_STAFF, HELPDESK_STAFF,
 };
@@ -26,44 +24,13 @@ fn ad_gateway(
     Gateway::start(realm, &cfg)
 }
 
-fn curl_as(dc: &SambaDc, user: &str, password: &str, url: &str) -> (u16, Vec<u8>) {
-    let cc = dc.kinit(user, password).expect("kinit against the DC");
-    let out = Command::new("curl")
-        .args([
-            "-sS",
-            "--noproxy",
-            "*",
-            "--max-time",
-            "10",
-            "--negotiate",
-            "-u",
-            ":",
-            "-o",
-            "-",
-            "-w",
-            "\n%{http_code}",
-        ])
-        .arg(url)
-        .env("KRB5_CONFIG", dc.krb5_conf())
-        .env("KRB5CCNAME", cc.name())
-        .output()
-        .expect("curl");
-    let text = out.stdout;
-    let split = text.iter().rposition(|&b| b == b'\n').unwrap_or(0);
-    let code = String::from_utf8_lossy(&text[split..])
-        .trim()
-        .parse()
-        .unwrap_or(0);
-    (code, text[..split].to_vec())
-}
-
 #[test]
 fn pac_gives_domain_sid_and_nested_groups() {
     let realm = realm();
     let dc = SambaDc::standard().expect("Samba AD DC");
     let echo = echo();
     let gw = ad_gateway(&realm, &dc, &echo.url(), "");
-    let (code, body) = curl_as(&dc, AD_ALICE, AD_ALICE_PASSWORD, &gw.url("/whoami"));
+    let (code, body) = curl_negotiate_ad(&dc, AD_ALICE, AD_ALICE_PASSWORD, &gw.url("/whoami"));
     assert_eq!(
         code,
         200,
@@ -107,7 +74,7 @@ fn pac_gives_domain_sid_and_nested_groups() {
         );
     }
 
-    let (code, body) = curl_as(&dc, AD_BOB, AD_BOB_PASSWORD, &gw.url("/whoami"));
+    let (code, body) = curl_negotiate_ad(&dc, AD_BOB, AD_BOB_PASSWORD, &gw.url("/whoami"));
     assert_eq!(code, 200);
     let seen = EchoRequest::from_json(&body).unwrap();
     assert_eq!(seen.header("x-remote-user"), Some("EXAMPLE\\bob"));
@@ -130,9 +97,9 @@ fn allow_groups_uses_nested_membership_from_the_pac() {
     );
     let gw = ad_gateway(&realm, &dc, &echo.url(), &rule);
     // alice is in Helpdesk Staff, which is in All Staff.
-    let (code, _) = curl_as(&dc, AD_ALICE, AD_ALICE_PASSWORD, &gw.url("/staff/board"));
+    let (code, _) = curl_negotiate_ad(&dc, AD_ALICE, AD_ALICE_PASSWORD, &gw.url("/staff/board"));
     assert_eq!(code, 200, "{}", gw.log());
-    let (code, body) = curl_as(&dc, AD_BOB, AD_BOB_PASSWORD, &gw.url("/staff/board"));
+    let (code, body) = curl_negotiate_ad(&dc, AD_BOB, AD_BOB_PASSWORD, &gw.url("/staff/board"));
     assert_eq!(code, 403);
     let page = String::from_utf8_lossy(&body);
     assert!(page.contains(&all_staff), "{page}");
@@ -144,7 +111,7 @@ fn use_pac_false_keeps_the_bare_principal() {
     let dc = SambaDc::standard().expect("Samba AD DC");
     let echo = echo();
     let gw = ad_gateway(&realm, &dc, &echo.url(), "use_pac = false\n");
-    let (code, body) = curl_as(&dc, AD_ALICE, AD_ALICE_PASSWORD, &gw.url("/"));
+    let (code, body) = curl_negotiate_ad(&dc, AD_ALICE, AD_ALICE_PASSWORD, &gw.url("/"));
     assert_eq!(code, 200);
     let seen = EchoRequest::from_json(&body).unwrap();
     assert_eq!(seen.header("x-remote-user"), Some("alice@EXAMPLE.TEST"));

@@ -48,32 +48,6 @@ fn self_signed(dir: &Path) -> (PathBuf, PathBuf) {
     (cert, key)
 }
 
-/// The NTLM users file (alice and bob, `PASSWORD`) in `dir`.
-fn users_file(dir: &Path) -> PathBuf {
-    let users = dir.join("ntlm-users");
-    let mut lines = String::new();
-    for account in ["IWA\\alice", "IWA\\bob"] {
-        let out = Command::new(iwa_bin())
-            .args(["hash", "--user", account])
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .and_then(|mut c| {
-                use std::io::Write;
-                c.stdin
-                    .take()
-                    .unwrap()
-                    .write_all(format!("{PASSWORD}\n").as_bytes())?;
-                c.wait_with_output()
-            })
-            .expect("iwa hash");
-        assert!(out.status.success());
-        lines.push_str(&String::from_utf8(out.stdout).unwrap());
-    }
-    std::fs::write(&users, lines).unwrap();
-    users
-}
-
 /// A TLS gateway with Kerberos and NTLM; `mode` is `extended_protection` (None: the
 /// default); `extra` goes at the end of the config.
 fn tls_gateway(
@@ -84,7 +58,7 @@ fn tls_gateway(
     extra: &str,
 ) -> Gateway {
     let (cert, key) = self_signed(dir.path());
-    let users = users_file(dir.path());
+    let users = ntlm_users_file(dir.path(), PASSWORD);
     let mode_line = mode
         .map(|m| format!("extended_protection = \"{m}\"\n"))
         .unwrap_or_default();

@@ -650,3 +650,66 @@ pub fn ntlm_pyspnego(gw: &Gateway, args: &[&str]) -> serde_json::Value {
         )
     })
 }
+
+/// `curl --negotiate` as an AD user (kinit against the Samba DC); returns (status, body).
+pub fn curl_negotiate_ad(
+    dc: &iwa_testrealm::samba::SambaDc,
+    user: &str,
+    password: &str,
+    url: &str,
+) -> (u16, Vec<u8>) {
+    let cc = dc.kinit(user, password).expect("kinit against the DC");
+    let out = Command::new("curl")
+        .args([
+            "-sS",
+            "--noproxy",
+            "*",
+            "--max-time",
+            "10",
+            "--negotiate",
+            "-u",
+            ":",
+            "-o",
+            "-",
+            "-w",
+            "\n%{http_code}",
+        ])
+        .arg(url)
+        .env("KRB5_CONFIG", dc.krb5_conf())
+        .env("KRB5CCNAME", cc.name())
+        .output()
+        .expect("curl");
+    let text = out.stdout;
+    let split = text.iter().rposition(|&b| b == b'\n').unwrap_or(0);
+    let code = String::from_utf8_lossy(&text[split..])
+        .trim()
+        .parse()
+        .unwrap_or(0);
+    (code, text[..split].to_vec())
+}
+
+/// An NTLM users file for IWA\\alice and IWA\\bob with `password`, made with `iwa hash`.
+pub fn ntlm_users_file(dir: &Path, password: &str) -> std::path::PathBuf {
+    let users = dir.join("ntlm-users");
+    let mut lines = String::new();
+    for account in ["IWA\\alice", "IWA\\bob"] {
+        let out = Command::new(iwa_bin())
+            .args(["hash", "--user", account])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .and_then(|mut c| {
+                use std::io::Write;
+                c.stdin
+                    .take()
+                    .unwrap()
+                    .write_all(format!("{password}\n").as_bytes())?;
+                c.wait_with_output()
+            })
+            .expect("iwa hash");
+        assert!(out.status.success());
+        lines.push_str(&String::from_utf8(out.stdout).unwrap());
+    }
+    std::fs::write(&users, lines).unwrap();
+    users
+}
