@@ -110,60 +110,51 @@ impl KerberosAcceptor {
         token: &[u8],
         channel_bindings: Option<&[u8]>,
     ) -> Result<KerberosSuccess, AuthError> {
-        match spnego::decode_initial_token(token)? {
-            InitialToken::Kerberos { token } => {
-                let (identity, out, flags) = self.accept_kerberos(token, channel_bindings)?;
-                Ok(KerberosSuccess {
-                    identity,
-                    response_token: out.0,
-                    channel_bound: flags & gss::CHANNEL_BOUND_FLAG != 0,
-                })
-            }
-            InitialToken::Ntlmssp { .. } => Err(AuthError::MechanismNotEnabled("NTLM".into())),
-            InitialToken::Spnego(init) => {
-                let first = init.mech_types.first().copied();
-                let mech = first.map(|o| o.mech());
-                match mech {
-                    Some(Mech::Kerberos) | Some(Mech::MsKerberos) => {}
-                    Some(Mech::Ntlm) => {
-                        return Err(AuthError::MechanismNotEnabled("NTLM".into()));
-                    }
-                    Some(_) | None => {
-                        let name = first.map_or_else(|| "(none)".to_owned(), |o| o.to_dotted());
-                        return Err(AuthError::MechanismNotEnabled(name));
-                    }
-                }
-                let mech = mech.unwrap_or(Mech::Kerberos);
-                let mech_token = init
-                    .mech_token
-                    .ok_or_else(|| AuthError::NoMechToken("Kerberos".into()))?;
-                let (identity, out, flags) = self.accept_kerberos(mech_token, channel_bindings)?;
-                let (ap_rep, mut ctx) = out;
-                // RFC 4178 §5: a MIC from the initiator is verified, and answered in kind.
-                let our_mic = match init.mech_list_mic {
-                    Some(mic) => {
-                        ctx.verify_mic(init.mech_types_der, mic)
-                            .map_err(AuthError::BadMechListMic)?;
-                        Some(
-                            ctx.get_mic(init.mech_types_der)
-                                .map_err(AuthError::BadMechListMic)?,
-                        )
-                    }
-                    None => None,
-                };
-                let resp = spnego::encode_neg_token_resp(
-                    Some(NegState::AcceptCompleted),
-                    Some(mech),
-                    ap_rep.as_deref(),
-                    our_mic.as_deref(),
-                );
-                Ok(KerberosSuccess {
-                    identity,
-                    response_token: Some(resp),
-                    channel_bound: flags & gss::CHANNEL_BOUND_FLAG != 0,
-                })
-            }
+        match classify_negotiate(token)? {
+            NegotiateRequest::Kerberos(req) => self.accept_request(req, channel_bindings),
+            NegotiateRequest::Ntlm(..) => Err(AuthError::MechanismNotEnabled("NTLM".into())),
         }
+    }
+
+    /// Accepts a Kerberos request already taken out of its `Negotiate` token.
+    fn accept_request(
+        &self,
+        req: KerberosRequest,
+        channel_bindings: Option<&[u8]>,
+    ) -> Result<KerberosSuccess, AuthError> {
+        let (identity, (ap_rep, mut ctx), flags) =
+            self.accept_kerberos(&req.mech_token, channel_bindings)?;
+        let channel_bound = flags & gss::CHANNEL_BOUND_FLAG != 0;
+        let Some(spnego) = req.spnego else {
+            return Ok(KerberosSuccess {
+                identity,
+                response_token: ap_rep,
+                channel_bound,
+            });
+        };
+        // RFC 4178 §5: a MIC from the initiator is verified, and answered in kind.
+        let our_mic = match &spnego.mech_list_mic {
+            Some(mic) => {
+                ctx.verify_mic(&spnego.mech_types_der, mic)
+                    .map_err(AuthError::BadMechListMic)?;
+                Some(
+                    ctx.get_mic(&spnego.mech_types_der)
+                        .map_err(AuthError::BadMechListMic)?,
+                )
+            }
+            None => None,
+        };
+        let resp = spnego::encode_neg_token_resp(
+            Some(NegState::AcceptCompleted),
+            Some(spnego.mech),
+            ap_rep.as_deref(),
+            our_mic.as_deref(),
+        );
+        Ok(KerberosSuccess {
+            identity,
+            response_token: Some(resp),
+            channel_bound,
+        })
     }
 
     #[allow(clippy::type_complexity)]
@@ -243,6 +234,75 @@ fn apply_pac(identity: &mut Identity, logon_info: &[u8]) {
         }
         Err(e) => {
             tracing::warn!(principal = %identity.principal, "ignoring an undecodable PAC: {e}");
+        }
+    }
+}
+
+/// The SPNEGO wrapping of a Kerberos token, kept for the reply.
+#[derive(Debug)]
+struct SpnegoKerberos {
+    /// The OID the client preferred (MIT's or Microsoft's Kerberos), echoed back.
+    mech: Mech,
+    mech_types_der: Vec<u8>,
+    mech_list_mic: Option<Vec<u8>>,
+}
+
+/// A Kerberos mechanism token and, when it came in SPNEGO, its wrapping.
+#[derive(Debug)]
+struct KerberosRequest {
+    mech_token: Vec<u8>,
+    spnego: Option<SpnegoKerberos>,
+}
+
+/// What an initial `Negotiate` token asks for, decoded once.
+#[derive(Debug)]
+enum NegotiateRequest {
+    Kerberos(KerberosRequest),
+    Ntlm(Vec<u8>, NtlmWrap),
+}
+
+/// Decodes an initial `Negotiate` token and decides which mechanism gets it.
+fn classify_negotiate(token: &[u8]) -> Result<NegotiateRequest, AuthError> {
+    match spnego::decode_initial_token(token)? {
+        InitialToken::Kerberos { token } => Ok(NegotiateRequest::Kerberos(KerberosRequest {
+            mech_token: token.to_vec(),
+            spnego: None,
+        })),
+        InitialToken::Ntlmssp { message } => Ok(NegotiateRequest::Ntlm(
+            message.to_vec(),
+            NtlmWrap::NegotiateRaw,
+        )),
+        InitialToken::Spnego(init) => {
+            let first = init.mech_types.first().copied();
+            match first.map(|o| o.mech()) {
+                Some(mech @ (Mech::Kerberos | Mech::MsKerberos)) => {
+                    let mech_token = init
+                        .mech_token
+                        .ok_or_else(|| AuthError::NoMechToken("Kerberos".into()))?;
+                    Ok(NegotiateRequest::Kerberos(KerberosRequest {
+                        mech_token: mech_token.to_vec(),
+                        spnego: Some(SpnegoKerberos {
+                            mech,
+                            mech_types_der: init.mech_types_der.to_vec(),
+                            mech_list_mic: init.mech_list_mic.map(<[u8]>::to_vec),
+                        }),
+                    }))
+                }
+                Some(Mech::Ntlm) => {
+                    let message = init
+                        .mech_token
+                        .ok_or_else(|| AuthError::NoMechToken("NTLM".into()))?;
+                    Ok(NegotiateRequest::Ntlm(
+                        message.to_vec(),
+                        NtlmWrap::Spnego {
+                            mech_types_der: init.mech_types_der.to_vec(),
+                        },
+                    ))
+                }
+                _ => Err(AuthError::MechanismNotEnabled(
+                    first.map_or_else(|| "(none)".to_owned(), |o| o.to_dotted()),
+                )),
+            }
         }
     }
 }
@@ -470,27 +530,13 @@ impl Authenticator {
                 Err(e) => Outcome::Failed(AuthError::BadToken(e)),
             };
         }
-        let ntlm_in_negotiate = match spnego::decode_initial_token(&token) {
-            Err(e) => return Outcome::Failed(AuthError::BadToken(e)),
-            Ok(InitialToken::Ntlmssp { message }) => {
-                Some((message.to_vec(), NtlmWrap::NegotiateRaw))
+        let req = match classify_negotiate(&token) {
+            Ok(NegotiateRequest::Kerberos(req)) => req,
+            Ok(NegotiateRequest::Ntlm(message, wrap)) => {
+                return self.ntlm_leg(message, None, wrap, conn).await;
             }
-            Ok(InitialToken::Spnego(init)) if init.preferred_mech() == Some(Mech::Ntlm) => {
-                match init.mech_token {
-                    Some(m) => Some((
-                        m.to_vec(),
-                        NtlmWrap::Spnego {
-                            mech_types_der: init.mech_types_der.to_vec(),
-                        },
-                    )),
-                    None => return Outcome::Failed(AuthError::NoMechToken("NTLM".into())),
-                }
-            }
-            Ok(_) => None,
+            Err(e) => return Outcome::Failed(e),
         };
-        if let Some((msg, wrap)) = ntlm_in_negotiate {
-            return self.ntlm_leg(msg, None, wrap, conn).await;
-        }
         let Some(kerberos) = self.kerberos.clone() else {
             return Outcome::Failed(AuthError::MechanismNotEnabled("Kerberos".into()));
         };
@@ -504,10 +550,7 @@ impl Authenticator {
         let result = self
             .pool
             .run(move || {
-                kerberos.accept_negotiate(
-                    &token,
-                    binding.as_ref().map(ChannelBinding::application_data),
-                )
+                kerberos.accept_request(req, binding.as_ref().map(ChannelBinding::application_data))
             })
             .await;
         match result {
