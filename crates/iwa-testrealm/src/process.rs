@@ -3,7 +3,10 @@
 //! Everything here targets one PID that the caller started (or recorded in a pid file it
 //! wrote). Nothing matches processes by name.
 
-use std::process::{Child, ExitStatus};
+use std::io::{Read, Write};
+use std::process::{Child, Command, ExitStatus, Stdio};
+
+use crate::error::{RealmError, Result};
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
@@ -153,5 +156,96 @@ impl ChildGuard {
 impl Drop for ChildGuard {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+/// What a finished tool printed.
+#[derive(Debug)]
+pub(crate) struct ToolOutput {
+    pub(crate) stdout: String,
+    pub(crate) stderr: String,
+}
+
+/// Run a tool with an optional stdin and a deadline (killed on timeout). Non-zero exit is
+/// [`RealmError::ToolFailed`] with stderr (and stdout: samba tools print errors there).
+pub(crate) fn run_tool(
+    mut cmd: Command,
+    program: &str,
+    shown_args: &str,
+    stdin: Option<&[u8]>,
+    timeout: Duration,
+) -> Result<ToolOutput> {
+    cmd.stdin(if stdin.is_some() {
+        Stdio::piped()
+    } else {
+        Stdio::null()
+    })
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
+    let mut child = cmd.spawn().map_err(|e| RealmError::ToolMissing {
+        program: program.into(),
+        source: e,
+    })?;
+    let feeder = match (stdin, child.stdin.take()) {
+        (Some(data), Some(mut pipe)) => {
+            let data = data.to_vec();
+            Some(std::thread::spawn(move || {
+                let _ = pipe.write_all(&data);
+            }))
+        }
+        _ => None,
+    };
+    let reader = |r: Option<Box<dyn Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            if let Some(mut r) = r {
+                let _ = r.read_to_end(&mut buf);
+            }
+            buf
+        })
+    };
+    let out_t = reader(
+        child
+            .stdout
+            .take()
+            .map(|s| Box::new(s) as Box<dyn Read + Send>),
+    );
+    let err_t = reader(
+        child
+            .stderr
+            .take()
+            .map(|s| Box::new(s) as Box<dyn Read + Send>),
+    );
+    let deadline = Instant::now() + timeout;
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(st)) => break Some(st),
+            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(10)),
+            Ok(None) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                break None;
+            }
+            Err(e) => return Err(RealmError::io(format!("wait for {program}"), e)),
+        }
+    };
+    if let Some(f) = feeder {
+        let _ = f.join();
+    }
+    let stdout = String::from_utf8_lossy(&out_t.join().unwrap_or_default()).into_owned();
+    let stderr = String::from_utf8_lossy(&err_t.join().unwrap_or_default()).into_owned();
+    match status {
+        Some(st) if st.success() => Ok(ToolOutput { stdout, stderr }),
+        Some(st) => Err(RealmError::ToolFailed {
+            program: program.into(),
+            args: shown_args.into(),
+            status: st,
+            stderr: format!("{}\n{}", stderr.trim(), stdout.trim())
+                .trim()
+                .to_owned(),
+        }),
+        None => Err(RealmError::Invalid(format!(
+            "`{program} {shown_args}` did not finish within {timeout:?}"
+        ))),
     }
 }

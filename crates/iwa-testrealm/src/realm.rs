@@ -856,61 +856,20 @@ pub fn parse_klist_keytab(out: &str) -> Vec<KeytabEntry> {
         .collect()
 }
 
-struct Output {
-    stdout: String,
-    stderr: String,
-}
+/// How long a realm tool (kdb5_util, kadmin.local, kinit, klist) may take.
+const TOOL_TIMEOUT: Duration = Duration::from_secs(120);
 
 fn run(cmd: Command, program: &str, shown_args: &str, stdin: Option<&[u8]>) -> Result<String> {
     run_full(cmd, program, shown_args, stdin).map(|o| o.stdout)
 }
 
 fn run_full(
-    mut cmd: Command,
+    cmd: Command,
     program: &str,
     shown_args: &str,
     stdin: Option<&[u8]>,
-) -> Result<Output> {
-    cmd.stdin(if stdin.is_some() {
-        Stdio::piped()
-    } else {
-        Stdio::null()
-    })
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped());
-    let mut child = cmd.spawn().map_err(|e| RealmError::ToolMissing {
-        program: program.into(),
-        source: e,
-    })?;
-    // Feed stdin from a thread so a tool that prints a lot before reading all of its
-    // input cannot deadlock against us. A tool that exits early closes the pipe; its
-    // exit status tells the story, so write errors are ignored.
-    let feeder = match (stdin, child.stdin.take()) {
-        (Some(data), Some(mut pipe)) => {
-            let data = data.to_vec();
-            Some(std::thread::spawn(move || {
-                let _ = pipe.write_all(&data);
-            }))
-        }
-        _ => None,
-    };
-    let out = child
-        .wait_with_output()
-        .map_err(|e| RealmError::io(format!("wait for {program}"), e))?;
-    if let Some(f) = feeder {
-        let _ = f.join();
-    }
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    if !out.status.success() {
-        return Err(RealmError::ToolFailed {
-            program: program.into(),
-            args: shown_args.into(),
-            status: out.status,
-            stderr: stderr.trim().to_owned(),
-        });
-    }
-    Ok(Output { stdout, stderr })
+) -> Result<process::ToolOutput> {
+    process::run_tool(cmd, program, shown_args, stdin, TOOL_TIMEOUT)
 }
 
 #[cfg(test)]

@@ -30,7 +30,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::ffi::OsString;
 use std::fmt::Write as _;
 use std::fs::{self, File};
-use std::io::{Read, Write as _};
+use std::io::Write as _;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::io::AsRawFd;
@@ -1504,94 +1504,7 @@ impl Drop for FileLock {
 
 // --- running tools ---------------------------------------------------------------------
 
-struct ToolOutput {
-    stdout: String,
-    stderr: String,
-}
-
-/// Run a tool with an optional stdin and a deadline (killed on timeout). Non-zero exit is
-/// [`RealmError::ToolFailed`] with stderr (and stdout: samba tools print errors there).
-fn run(
-    mut cmd: Command,
-    program: &str,
-    shown_args: &str,
-    stdin: Option<&[u8]>,
-    timeout: Duration,
-) -> Result<ToolOutput> {
-    cmd.stdin(if stdin.is_some() {
-        Stdio::piped()
-    } else {
-        Stdio::null()
-    })
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped());
-    let mut child = cmd.spawn().map_err(|e| RealmError::ToolMissing {
-        program: program.into(),
-        source: e,
-    })?;
-    let feeder = match (stdin, child.stdin.take()) {
-        (Some(data), Some(mut pipe)) => {
-            let data = data.to_vec();
-            Some(std::thread::spawn(move || {
-                let _ = pipe.write_all(&data);
-            }))
-        }
-        _ => None,
-    };
-    let reader = |r: Option<Box<dyn Read + Send>>| {
-        std::thread::spawn(move || {
-            let mut buf = Vec::new();
-            if let Some(mut r) = r {
-                let _ = r.read_to_end(&mut buf);
-            }
-            buf
-        })
-    };
-    let out_t = reader(
-        child
-            .stdout
-            .take()
-            .map(|s| Box::new(s) as Box<dyn Read + Send>),
-    );
-    let err_t = reader(
-        child
-            .stderr
-            .take()
-            .map(|s| Box::new(s) as Box<dyn Read + Send>),
-    );
-    let deadline = Instant::now() + timeout;
-    let status = loop {
-        match child.try_wait() {
-            Ok(Some(st)) => break Some(st),
-            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(10)),
-            Ok(None) => {
-                let _ = child.kill();
-                let _ = child.wait();
-                break None;
-            }
-            Err(e) => return Err(RealmError::io(format!("wait for {program}"), e)),
-        }
-    };
-    if let Some(f) = feeder {
-        let _ = f.join();
-    }
-    let stdout = String::from_utf8_lossy(&out_t.join().unwrap_or_default()).into_owned();
-    let stderr = String::from_utf8_lossy(&err_t.join().unwrap_or_default()).into_owned();
-    match status {
-        Some(st) if st.success() => Ok(ToolOutput { stdout, stderr }),
-        Some(st) => Err(RealmError::ToolFailed {
-            program: program.into(),
-            args: shown_args.into(),
-            status: st,
-            stderr: format!("{}\n{}", stderr.trim(), stdout.trim())
-                .trim()
-                .to_owned(),
-        }),
-        None => Err(RealmError::Invalid(format!(
-            "`{program} {shown_args}` did not finish within {timeout:?}"
-        ))),
-    }
-}
+use crate::process::{run_tool as run, ToolOutput};
 
 fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
     let tmp = path.with_extension(format!("tmp-{}", util::unique_suffix()));
