@@ -10,7 +10,9 @@
 #                    chromium chromium-driver               (the browser SSO test, headless)
 #   Python modules   gssapi requests-gssapi pyspnego krb5 requests-ntlm (test clients;
 #                    `krb5` is pyspnego's Kerberos extra: without it pyspnego cannot do
-#                    Kerberos at all)
+#                    Kerberos at all); flask PyJWT cryptography (examples/flask, hosted
+#                    and verifying X-Iwa-Assertion); selenium (drives chromium-driver in
+#                    the browser impersonation test)
 #   Rust tools       rustfmt, clippy, cargo-nextest
 #
 # Nothing global is configured: the tests run their own KDC from a temp dir selected by
@@ -106,6 +108,10 @@ py_wanted=(
     "spnego:pyspnego"
     "krb5:krb5"
     "requests_ntlm:requests-ntlm"
+    "flask:flask"
+    "jwt:PyJWT"
+    "cryptography:cryptography"
+    "selenium:selenium"
 )
 py_missing=()
 for entry in "${py_wanted[@]}"; do
