@@ -27,8 +27,13 @@ pub fn check(path: &Path) -> Report {
     };
     let _ = writeln!(text, "config {}: OK", path.display());
     let _ = writeln!(text, "  listen  {}", config.listen);
-    let _ = writeln!(text, "  backend {}", config.backend.url);
+    let _ = writeln!(text, "  backend {}", config.backend.describe());
     let mut ok = true;
+    if let crate::config::BackendTarget::Hosted(app) = &config.backend.target {
+        let (h_text, h_ok) = check_hosted(app);
+        text.push_str(&h_text);
+        ok &= h_ok;
+    }
     if let Some(k) = &config.kerberos {
         let (kt_text, kt_ok) = check_keytab(k);
         text.push_str(&kt_text);
@@ -83,7 +88,113 @@ pub fn check(path: &Path) -> Report {
         },
         None => text.push_str("tls: not configured (plain HTTP)\n"),
     }
+    match &config.impersonation_cookie {
+        Some(c) => match iwa::ticket::KeyRing::load(&c.key_file, &c.previous_key_files) {
+            Ok(ring) => {
+                let _ = writeln!(
+                    text,
+                    "impersonation: granted to {:?}, cookie {}, key {} (id {}, {} previous), idle {}s, max {}s",
+                    config.impersonation.allow_impersonation,
+                    c.cookie_name,
+                    c.key_file.display(),
+                    ring.current_id(),
+                    c.previous_key_files.len(),
+                    c.idle_timeout.as_secs(),
+                    c.max_lifetime.as_secs()
+                );
+            }
+            Err(e) => {
+                let _ = writeln!(text, "error: impersonation keys: {e}");
+                ok = false;
+            }
+        },
+        None => text.push_str("impersonation: off (no allow_impersonation)\n"),
+    }
+    match &config.assertion {
+        Some(a) => {
+            let _ = writeln!(
+                text,
+                "assertion: {}, kid {}, audience {:?}, lifetime {}s",
+                a.key.algorithm(),
+                a.key.kid(),
+                a.audience,
+                a.lifetime.as_secs()
+            );
+            if let Some(pem) = a.key.public_key_pem() {
+                let _ = write!(text, "  public key for backends:\n{pem}");
+            }
+        }
+        None => text.push_str("assertion: not configured (no X-Iwa-Assertion)\n"),
+    }
     Report { text, ok }
+}
+
+/// The hosted app's program (found, executable), working directory and log file.
+fn check_hosted(app: &crate::config::HostedApp) -> (String, bool) {
+    let mut out = String::new();
+    let mut ok = true;
+    let program = app.command.first().map_or("", String::as_str);
+    match find_program(program, &app.cwd) {
+        Ok(path) => {
+            let _ = writeln!(out, "hosted app: program {program}: {}", path.display());
+        }
+        Err(e) => {
+            let _ = writeln!(out, "error: hosted app: program {program}: {e}");
+            ok = false;
+        }
+    }
+    if app.cwd.is_dir() {
+        let _ = writeln!(out, "  cwd {}: OK", app.cwd.display());
+    } else {
+        let _ = writeln!(
+            out,
+            "error: hosted app: cwd {} is not a directory",
+            app.cwd.display()
+        );
+        ok = false;
+    }
+    match &app.stdout_log {
+        Some(f) => {
+            let _ = writeln!(out, "  output to {}", f.display());
+        }
+        None => {
+            let _ = writeln!(out, "  output to iwa's log as app[pid]: …");
+        }
+    }
+    let _ = writeln!(
+        out,
+        "  startup_timeout {:?}, stop_timeout {:?}, restart backoff {:?}..{:?}, at most {} failures per minute",
+        app.startup_timeout,
+        app.stop_timeout,
+        app.restart_backoff,
+        app.restart_backoff_max,
+        app.max_failures_per_minute
+    );
+    (out, ok)
+}
+
+/// Where `program` is: a path with a `/` is taken relative to `cwd` (as the app is
+/// started there); a bare name is looked up on `PATH`. It must be an executable file.
+fn find_program(program: &str, cwd: &Path) -> Result<std::path::PathBuf, String> {
+    use std::os::unix::fs::PermissionsExt;
+    let executable = |p: &Path| {
+        std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    };
+    if program.contains('/') {
+        let p = cwd.join(program);
+        return if executable(&p) {
+            Ok(p)
+        } else if p.exists() {
+            Err(format!("{} is not an executable file", p.display()))
+        } else {
+            Err(format!("{} does not exist", p.display()))
+        };
+    }
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .map(|d| d.join(program))
+        .find(|p| executable(p))
+        .ok_or_else(|| "not found on PATH (or not executable)".to_owned())
 }
 
 /// Loads libwbclient, asks winbindd who it is and pings a domain controller.

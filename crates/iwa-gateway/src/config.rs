@@ -27,6 +27,8 @@ pub struct Config {
     pub assertion: Option<Assertion>,
     /// `[impersonation]`: who may act as whom.
     pub impersonation: iwa::impersonation::ImpersonationPolicy,
+    /// `[impersonation]`: the cookie, when anyone may impersonate.
+    pub impersonation_cookie: Option<ImpersonationCookie>,
     /// `[ldap]`: group names and tokenGroups from Active Directory.
     pub ldap: Option<Ldap>,
     /// `[directory] file`: the static directory where there is no LDAP.
@@ -60,13 +62,112 @@ pub struct Ldap {
     pub timeout: Duration,
     pub cache_ttl: Duration,
     pub negative_cache_ttl: Duration,
+    /// PEM CAs trusted for the directory's certificate (else the system's roots).
+    pub ca_file: Option<PathBuf>,
+    pub dangerous_skip_tls_verify: bool,
+    pub dangerous_allow_plaintext_bind: bool,
+    /// First pause after the directory failed (doubles per failure up to `max_backoff`).
+    pub backoff: Duration,
+    pub max_backoff: Duration,
 }
 
+impl Ldap {
+    /// How the library's LDAP backend connects.
+    pub fn backend_settings(&self) -> iwa::directory::LdapSettings {
+        iwa::directory::LdapSettings {
+            url: self.url.clone(),
+            base_dn: self.base_dn.clone(),
+            bind_dn: self.bind_dn.clone(),
+            bind_password_file: self.bind_password_file.clone(),
+            starttls: self.starttls,
+            timeout: self.timeout,
+            ca_file: self.ca_file.clone(),
+            dangerous_skip_tls_verify: self.dangerous_skip_tls_verify,
+            dangerous_allow_plaintext_bind: self.dangerous_allow_plaintext_bind,
+        }
+    }
+
+    /// The cache and timing settings of the directory in front of it.
+    pub fn directory_settings(&self) -> iwa::directory::DirectorySettings {
+        iwa::directory::DirectorySettings {
+            domain: self.domain.clone(),
+            timeout: self.timeout,
+            cache_ttl: self.cache_ttl,
+            negative_cache_ttl: self.negative_cache_ttl,
+            backoff: self.backoff,
+            max_backoff: self.max_backoff,
+            ..Default::default()
+        }
+    }
+}
+
+/// `[backend]`: where requests go.
 #[derive(Debug, Clone)]
 pub struct Backend {
-    /// `http://host:port` (a path prefix is allowed and prepended).
-    pub url: http::Uri,
+    pub target: BackendTarget,
     pub connect_timeout: Duration,
+}
+
+/// `backend.url` or `backend.command` (exactly one of them).
+#[derive(Debug, Clone)]
+pub enum BackendTarget {
+    /// `http://host:port` (a path prefix is allowed and prepended).
+    Url(http::Uri),
+    /// An app iwa starts, watches and stops itself (like IIS HttpPlatformHandler).
+    Hosted(HostedApp),
+}
+
+impl Backend {
+    /// For log lines and `iwa check`: the URL, or the hosted command line.
+    pub fn describe(&self) -> String {
+        match &self.target {
+            BackendTarget::Url(u) => u.to_string(),
+            BackendTarget::Hosted(h) => format!("hosted: {}", h.command.join(" ")),
+        }
+    }
+}
+
+/// `[backend] command = [...]`: the app as a child process of iwa, on a loopback port
+/// iwa picks. `crate::hosting` runs it.
+#[derive(Clone)]
+pub struct HostedApp {
+    /// Program and arguments; never empty.
+    pub command: Vec<String>,
+    /// Replaced by the port in every argument (not the program).
+    pub port_placeholder: Option<String>,
+    /// Working directory; default the configuration file's directory.
+    pub cwd: PathBuf,
+    /// Extra environment (on top of iwa's own). Values may be secrets: never logged.
+    pub env: BTreeMap<String, String>,
+    /// How long the app may take to accept connections on its port.
+    pub startup_timeout: Duration,
+    /// SIGTERM → SIGKILL grace period when stopping the app.
+    pub stop_timeout: Duration,
+    /// Where the app's stdout/stderr lines go; else iwa's log (`app[pid]: …`).
+    pub stdout_log: Option<PathBuf>,
+    /// First delay before a restart; doubles per recent failure up to `restart_backoff_max`.
+    pub restart_backoff: Duration,
+    pub restart_backoff_max: Duration,
+    /// This many exits (or startup timeouts) within a minute and iwa stops restarting.
+    pub max_failures_per_minute: u32,
+}
+
+impl fmt::Debug for HostedApp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HostedApp")
+            .field("command", &self.command)
+            .field("port_placeholder", &self.port_placeholder)
+            .field("cwd", &self.cwd)
+            // Values may be secrets; the names are enough.
+            .field("env", &self.env.keys().collect::<Vec<_>>())
+            .field("startup_timeout", &self.startup_timeout)
+            .field("stop_timeout", &self.stop_timeout)
+            .field("stdout_log", &self.stdout_log)
+            .field("restart_backoff", &self.restart_backoff)
+            .field("restart_backoff_max", &self.restart_backoff_max)
+            .field("max_failures_per_minute", &self.max_failures_per_minute)
+            .finish()
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -81,6 +182,17 @@ pub struct Kerberos {
     pub use_pac: bool,
 }
 
+/// `[impersonation]` ticket settings (keys default to `[session]`'s).
+#[derive(Debug, Clone)]
+pub struct ImpersonationCookie {
+    pub key_file: PathBuf,
+    pub previous_key_files: Vec<PathBuf>,
+    pub cookie_name: String,
+    pub idle_timeout: Duration,
+    pub max_lifetime: Duration,
+    pub require_reason: bool,
+}
+
 /// `[session]`: session cookies after a login.
 #[derive(Debug, Clone)]
 pub struct Session {
@@ -91,21 +203,13 @@ pub struct Session {
     pub max_lifetime: Duration,
 }
 
-/// `[assertion]`: HS256 JWS over the identity, for the backend to verify.
-#[derive(Clone)]
+/// `[assertion]`: a JWS over the identity (HS256 or EdDSA), for the backend to verify.
+#[derive(Debug, Clone)]
 pub struct Assertion {
-    pub secret: Vec<u8>,
+    /// The signing key; its `Debug` shows only the algorithm and key id.
+    pub key: iwa::assertion::SigningKey,
     pub audience: String,
     pub lifetime: Duration,
-}
-
-impl fmt::Debug for Assertion {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Assertion")
-            .field("audience", &self.audience)
-            .field("lifetime", &self.lifetime)
-            .finish_non_exhaustive()
-    }
 }
 
 /// `[tls]`: certificate, key (refused when group/other can read it), and Extended
@@ -205,6 +309,189 @@ fn read_secret_file(path: &Path) -> Result<Vec<u8>, String> {
         ));
     }
     Ok(bytes)
+}
+
+/// `[assertion]`: the key file names the algorithm (`private_key_file` → EdDSA,
+/// `secret_file` → HS256); `algorithm`, when given, must agree with it.
+fn parse_assertion(w: &mut Walker, t: &Table, base: &Path) -> Option<Assertion> {
+    use iwa::assertion::{Algorithm, SigningKey};
+    const ONE_KEY: &str = "private_key_file (EdDSA: `iwa keygen --ed25519 --out /etc/iwa/assertion.key`, backends get assertion.pub) or secret_file (HS256: `iwa keygen --out /etc/iwa/assertion.secret`, backends share it)";
+    let lifetime = w.duration(t, "assertion", "lifetime", Duration::from_secs(60));
+    let audience = w.string(t, "assertion", "audience");
+    if audience.as_deref().is_none_or(str::is_empty) {
+        w.err(
+            "assertion.audience",
+            "missing",
+            Some(
+                "a name for the backend, e.g. audience = \"intranet-app\"; the backend checks it"
+                    .into(),
+            ),
+        );
+    }
+    let algorithm = w
+        .string(t, "assertion", "algorithm")
+        .and_then(|a| match Algorithm::from_jose(&a) {
+            Some(alg) => Some(alg),
+            None => {
+                w.err(
+                    "assertion.algorithm",
+                    format!("`{a}` is not an assertion algorithm"),
+                    Some("\"EdDSA\" (Ed25519: backends hold only the public key) or \"HS256\" (a shared secret)".into()),
+                );
+                None
+            }
+        });
+    let secret_file = w.string(t, "assertion", "secret_file");
+    let private_key_file = w.string(t, "assertion", "private_key_file");
+    let key = match (secret_file, private_key_file, algorithm) {
+        (Some(_), Some(_), _) => {
+            w.err(
+                "assertion.private_key_file",
+                "set together with secret_file",
+                Some(format!("give one key: {ONE_KEY}")),
+            );
+            None
+        }
+        (None, None, alg) => {
+            let key = if alg == Some(Algorithm::Hs256) {
+                "assertion.secret_file"
+            } else {
+                "assertion.private_key_file"
+            };
+            w.err(key, "missing", Some(format!("give one key: {ONE_KEY}")));
+            None
+        }
+        (Some(_), None, Some(Algorithm::EdDsa)) => {
+            w.err(
+                "assertion.algorithm",
+                "EdDSA signs with private_key_file, but secret_file is set",
+                Some(format!("give one key: {ONE_KEY}")),
+            );
+            None
+        }
+        (None, Some(_), Some(Algorithm::Hs256)) => {
+            w.err(
+                "assertion.algorithm",
+                "HS256 signs with secret_file, but private_key_file is set",
+                Some(format!("give one key: {ONE_KEY}")),
+            );
+            None
+        }
+        (Some(f), None, _) => match read_secret_file(&base.join(f))
+            .and_then(|secret| SigningKey::hs256(secret).map_err(|e| e.to_string()))
+        {
+            Ok(k) => Some(k),
+            Err(e) => {
+                w.err("assertion.secret_file", e, None);
+                None
+            }
+        },
+        (None, Some(f), _) => match iwa::assertion::read_ed25519_private_key_file(&base.join(f)) {
+            Ok(k) => Some(k),
+            Err(e) => {
+                w.err("assertion.private_key_file", e.to_string(), None);
+                None
+            }
+        },
+    };
+    Some(Assertion {
+        key: key?,
+        audience: audience.filter(|a| !a.is_empty())?,
+        lifetime,
+    })
+}
+
+#[cfg(test)]
+mod assertion_tests {
+    use super::*;
+    use iwa::assertion::Algorithm;
+    use std::os::unix::fs::PermissionsExt;
+
+    const HEAD: &str = "listen = \"127.0.0.1:8080\"\n[backend]\nurl = \"http://127.0.0.1:5000\"\n[fake]\nuser = \"EX\\\\alice\"\n[assertion]\naudience = \"app\"\n";
+
+    fn dir() -> iwa_testrealm::TempDir {
+        let d = iwa_testrealm::TempDir::new("iwa-config-assertion").unwrap();
+        iwa::assertion::generate_ed25519_key_files(&d.path().join("a.key")).unwrap();
+        std::fs::write(d.path().join("a.secret"), [b'x'; 40]).unwrap();
+        std::fs::set_permissions(
+            d.path().join("a.secret"),
+            std::fs::Permissions::from_mode(0o600),
+        )
+        .unwrap();
+        d
+    }
+
+    fn errors(text: &str, d: &iwa_testrealm::TempDir) -> Vec<String> {
+        match Config::parse(&format!("{HEAD}{text}"), d.path()) {
+            Ok(_) => Vec::new(),
+            Err(e) => e.into_iter().map(|e| e.key).collect(),
+        }
+    }
+
+    #[test]
+    fn algorithm_follows_the_key_file() {
+        let d = dir();
+        let parse = |t: &str| Config::parse(&format!("{HEAD}{t}"), d.path()).unwrap();
+        let a = parse("private_key_file = \"a.key\"\n").assertion.unwrap();
+        assert_eq!(a.key.algorithm(), Algorithm::EdDsa);
+        assert_eq!(a.lifetime, Duration::from_secs(60));
+        let a = parse("secret_file = \"a.secret\"\nlifetime = \"30s\"\n")
+            .assertion
+            .unwrap();
+        assert_eq!(a.key.algorithm(), Algorithm::Hs256);
+        assert_eq!(a.lifetime, Duration::from_secs(30));
+        let a = parse("algorithm = \"EdDSA\"\nprivate_key_file = \"a.key\"\n")
+            .assertion
+            .unwrap();
+        assert_eq!(a.key.algorithm(), Algorithm::EdDsa);
+        let a = parse("algorithm = \"HS256\"\nsecret_file = \"a.secret\"\n")
+            .assertion
+            .unwrap();
+        assert_eq!(a.key.algorithm(), Algorithm::Hs256);
+    }
+
+    #[test]
+    fn conflicting_or_missing_keys_are_reported() {
+        let d = dir();
+        assert_eq!(
+            errors(
+                "private_key_file = \"a.key\"\nsecret_file = \"a.secret\"\n",
+                &d
+            ),
+            vec!["assertion.private_key_file"]
+        );
+        assert_eq!(
+            errors("algorithm = \"HS256\"\nprivate_key_file = \"a.key\"\n", &d),
+            vec!["assertion.algorithm"]
+        );
+        assert_eq!(
+            errors("algorithm = \"EdDSA\"\nsecret_file = \"a.secret\"\n", &d),
+            vec!["assertion.algorithm"]
+        );
+        assert_eq!(
+            errors("algorithm = \"none\"\nprivate_key_file = \"a.key\"\n", &d),
+            vec!["assertion.algorithm"]
+        );
+        assert_eq!(errors("", &d), vec!["assertion.private_key_file"]);
+        assert_eq!(
+            errors("algorithm = \"HS256\"\n", &d),
+            vec!["assertion.secret_file"]
+        );
+        // The public key where the private key belongs; a readable private key.
+        assert_eq!(
+            errors("private_key_file = \"a.pub\"\n", &d),
+            vec!["assertion.private_key_file"]
+        );
+        std::fs::set_permissions(
+            d.path().join("a.key"),
+            std::fs::Permissions::from_mode(0o644),
+        )
+        .unwrap();
+        assert_eq!(
+            errors("private_key_file = \"a.key\"\n", &d),
+            vec!["assertion.private_key_file"]
+        );
+    }
 }
 
 /// `[fake]`: every authenticating request is this identity (offline development).
@@ -319,6 +606,8 @@ pub struct Log {
     pub format: LogFormat,
     /// One line per request on the `iwa::access` target.
     pub access: bool,
+    /// Audit events (`iwa::audit`) also as JSON lines in this file.
+    pub audit_file: Option<PathBuf>,
 }
 
 /// One problem in the configuration.
@@ -389,9 +678,21 @@ const IMPERSONATION_KEYS: &[&str] = &[
     "allow_impersonation",
     "increase_permissions",
     "never_impersonate",
+    "key_file",
+    "previous_key_files",
+    "cookie_name",
+    "idle_timeout",
+    "max_lifetime",
+    "require_reason",
 ];
 const TLS_KEYS: &[&str] = &["cert", "key", "extended_protection"];
-const ASSERTION_KEYS: &[&str] = &["secret_file", "audience", "lifetime"];
+const ASSERTION_KEYS: &[&str] = &[
+    "algorithm",
+    "private_key_file",
+    "secret_file",
+    "audience",
+    "lifetime",
+];
 const LDAP_KEYS: &[&str] = &[
     "url",
     "base_dn",
@@ -402,6 +703,11 @@ const LDAP_KEYS: &[&str] = &[
     "timeout",
     "cache_ttl",
     "negative_cache_ttl",
+    "ca_file",
+    "dangerous_skip_tls_verify",
+    "dangerous_allow_plaintext_bind",
+    "backoff",
+    "max_backoff",
 ];
 const DIRECTORY_KEYS: &[&str] = &["file"];
 const FAKE_KEYS: &[&str] = &["user", "groups", "sid", "dangerous_allow_fake_on_network"];
@@ -428,7 +734,34 @@ const NTLM_KEYS: &[&str] = &[
     "winbind_timeout",
     "target_names",
 ];
-const BACKEND_KEYS: &[&str] = &["url", "connect_timeout"];
+const BACKEND_KEYS: &[&str] = &[
+    "url",
+    "connect_timeout",
+    "command",
+    "args_port_placeholder",
+    "cwd",
+    "env",
+    "startup_timeout",
+    "stop_timeout",
+    "stdout_log",
+    "restart_backoff",
+    "restart_backoff_max",
+    "max_failures_per_minute",
+];
+/// The keys that only make sense with `backend.command`.
+const HOSTED_ONLY_KEYS: &[&str] = &[
+    "args_port_placeholder",
+    "cwd",
+    "env",
+    "startup_timeout",
+    "stop_timeout",
+    "stdout_log",
+    "restart_backoff",
+    "restart_backoff_max",
+    "max_failures_per_minute",
+];
+/// Environment variables iwa sets for a hosted app itself.
+pub const HOSTED_RESERVED_ENV: &[&str] = &["PORT", "HTTP_PLATFORM_PORT", "IWA_PAIRING_TOKEN"];
 const KERBEROS_KEYS: &[&str] = &[
     "keytab",
     "service_principal",
@@ -437,7 +770,7 @@ const KERBEROS_KEYS: &[&str] = &[
     "connection_bound",
     "use_pac",
 ];
-const LOG_KEYS: &[&str] = &["level", "format", "access"];
+const LOG_KEYS: &[&str] = &["level", "format", "access", "audit_file"];
 
 /// Collects errors while walking the table.
 struct Walker {
@@ -647,33 +980,7 @@ impl Config {
                 &empty
             }
         };
-        w.unknown_keys(backend_t, "backend", BACKEND_KEYS);
-        let url = match w.string(backend_t, "backend", "url") {
-            Some(s) => match check_backend_url(&s) {
-                Ok(u) => Some(u),
-                Err(msg) => {
-                    w.err(
-                        "backend.url",
-                        msg,
-                        Some("e.g. \"http://127.0.0.1:5000\"".into()),
-                    );
-                    None
-                }
-            },
-            None => {
-                if table.contains_key("backend") && !backend_t.contains_key("url") {
-                    w.err(
-                        "backend.url",
-                        "missing",
-                        Some(
-                            "the URL of the app to forward to, e.g. \"http://127.0.0.1:5000\""
-                                .into(),
-                        ),
-                    );
-                }
-                None
-            }
-        };
+        let backend_target = parse_backend(&mut w, backend_t, table.contains_key("backend"), base);
         let connect_timeout = w.duration(
             backend_t,
             "backend",
@@ -796,6 +1103,7 @@ impl Config {
         };
 
         let access = w.boolean(log_t, "log", "access", false);
+        let audit_file = w.string(log_t, "log", "audit_file").map(|f| base.join(f));
 
         let ntlm_t = w.table(&table, "ntlm").unwrap_or(&empty);
         w.unknown_keys(ntlm_t, "ntlm", NTLM_KEYS);
@@ -971,48 +1279,23 @@ impl Config {
             ),
             never_impersonate: string_list(&mut w, imp_t, "impersonation", "never_impersonate"),
         };
+        let impersonation_cookie =
+            parse_impersonation_cookie(&mut w, imp_t, base, &impersonation, session.as_ref());
         let assertion_t = w.table(&table, "assertion").unwrap_or(&empty);
         w.unknown_keys(assertion_t, "assertion", ASSERTION_KEYS);
         let assertion = if table.contains_key("assertion") {
-            let lifetime = w.duration(
-                assertion_t,
-                "assertion",
-                "lifetime",
-                Duration::from_secs(60),
-            );
-            let audience = w.string(assertion_t, "assertion", "audience");
-            if audience.as_deref().is_none_or(str::is_empty) {
-                w.err("assertion.audience", "missing", Some("a name for the backend, e.g. audience = \"intranet-app\"; the backend checks it".into()));
-            }
-            let secret = match w.string(assertion_t, "assertion", "secret_file") {
-                Some(f) => match read_secret_file(&base.join(f)) {
-                    Ok(s) => Some(s),
-                    Err(e) => {
-                        w.err("assertion.secret_file", e, None);
-                        None
-                    }
-                },
-                None => {
-                    w.err(
-                        "assertion.secret_file",
-                        "missing",
-                        Some("make one with `iwa keygen --out /etc/iwa/assertion.key`".into()),
-                    );
-                    None
-                }
-            };
-            match (secret, audience) {
-                (Some(secret), Some(audience)) => Some(Assertion {
-                    secret,
-                    audience,
-                    lifetime,
-                }),
-                _ => None,
-            }
+            parse_assertion(&mut w, assertion_t, base)
         } else {
             None
         };
         let (ldap, directory_file) = parse_directory(&mut w, &table, base);
+        if impersonation_cookie.is_some() && ldap.is_none() && directory_file.is_none() {
+            w.err(
+                "impersonation.allow_impersonation",
+                "impersonation targets are looked up in a directory, and none is configured",
+                Some("configure [ldap] (Active Directory) or [directory] file = \"...\"".into()),
+            );
+        }
         let tls = parse_tls(&mut w, &table, base);
         if !w.errors.is_empty() {
             return Err(w.errors);
@@ -1033,12 +1316,12 @@ impl Config {
                 hint: Some("configure [kerberos] or enable [ntlm]".into()),
             }]);
         }
-        match (listen, url) {
-            (Some(listen), Some(url)) => Ok(Config {
+        match (listen, backend_target) {
+            (Some(listen), Some(target)) => Ok(Config {
                 listen,
                 shutdown_timeout,
                 backend: Backend {
-                    url,
+                    target,
                     connect_timeout,
                 },
                 kerberos,
@@ -1048,6 +1331,7 @@ impl Config {
                 fake,
                 assertion,
                 impersonation,
+                impersonation_cookie,
                 ldap,
                 directory_file,
                 tls,
@@ -1055,6 +1339,7 @@ impl Config {
                     level,
                     format,
                     access,
+                    audit_file,
                 },
             }),
             // Each missing piece pushed an error above.
@@ -1065,6 +1350,76 @@ impl Config {
             }]),
         }
     }
+}
+
+/// The ticket part of `[impersonation]`: `None` when nobody may impersonate.
+fn parse_impersonation_cookie(
+    w: &mut Walker,
+    t: &Table,
+    base: &Path,
+    policy: &iwa::impersonation::ImpersonationPolicy,
+    session: Option<&Session>,
+) -> Option<ImpersonationCookie> {
+    const P: &str = "impersonation";
+    let key_file = w.string(t, P, "key_file").map(|f| base.join(f));
+    let previous: Vec<PathBuf> = string_list(w, t, P, "previous_key_files")
+        .into_iter()
+        .map(|f| base.join(f))
+        .collect();
+    let cookie_name = w
+        .string(t, P, "cookie_name")
+        .unwrap_or_else(|| "iwa_impersonation".into());
+    if cookie_name.is_empty()
+        || !cookie_name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    {
+        w.err(
+            "impersonation.cookie_name",
+            format!("`{cookie_name}` is not a cookie name"),
+            Some("letters, digits, _ and -".into()),
+        );
+    }
+    if session.is_some_and(|s| s.cookie_name == cookie_name) {
+        w.err(
+            "impersonation.cookie_name",
+            format!("`{cookie_name}` is also the session cookie's name"),
+            None,
+        );
+    }
+    let idle_timeout = w.duration(t, P, "idle_timeout", Duration::from_secs(30 * 60));
+    let max_lifetime = w.duration(t, P, "max_lifetime", Duration::from_secs(8 * 3600));
+    let require_reason = w.boolean(t, P, "require_reason", true);
+    if policy.allow_impersonation.is_empty() {
+        return None;
+    }
+    let (key_file, previous_key_files) = match (key_file, session) {
+        (Some(k), _) => (k, previous),
+        (None, Some(s)) => (s.key_file.clone(), s.previous_key_files.clone()),
+        (None, None) => {
+            w.err(
+                "impersonation.key_file",
+                "missing: impersonation cookies are sealed with a key, and there is no [session] key to share",
+                Some("key_file = \"/etc/iwa/ticket.key\" (make it with `iwa keygen --out FILE`)".into()),
+            );
+            return None;
+        }
+    };
+    if let Err(e) = iwa::ticket::KeyRing::load(&key_file, &previous_key_files) {
+        w.err(
+            "impersonation.key_file",
+            e.to_string(),
+            Some("make a key with `iwa keygen --out FILE` (64 hex characters, mode 0600)".into()),
+        );
+    }
+    Some(ImpersonationCookie {
+        key_file,
+        previous_key_files,
+        cookie_name,
+        idle_timeout,
+        max_lifetime,
+        require_reason,
+    })
 }
 
 /// `[ldap]` and `[directory]` (one or the other).
@@ -1191,6 +1546,69 @@ fn parse_directory(w: &mut Walker, table: &Table, base: &Path) -> (Option<Ldap>,
     }
     let cache_ttl = w.duration(t, "ldap", "cache_ttl", Duration::from_secs(600));
     let negative_cache_ttl = w.duration(t, "ldap", "negative_cache_ttl", Duration::from_secs(60));
+    let uses_tls = starttls
+        || url
+            .as_deref()
+            .is_some_and(|u| u.to_ascii_lowercase().starts_with("ldaps://"));
+    let ca_file = w.string(t, "ldap", "ca_file").map(|f| base.join(f));
+    let dangerous_skip_tls_verify = w.boolean(t, "ldap", "dangerous_skip_tls_verify", false);
+    let dangerous_allow_plaintext_bind =
+        w.boolean(t, "ldap", "dangerous_allow_plaintext_bind", false);
+    if let Some(f) = &ca_file {
+        if let Err(e) = iwa::directory::tls_config_from_ca_file(f) {
+            w.err(
+                "ldap.ca_file",
+                e.to_string(),
+                Some("the PEM certificate(s) of the CA that signs the DC's certificate".into()),
+            );
+        }
+        if dangerous_skip_tls_verify {
+            w.err(
+                "ldap.dangerous_skip_tls_verify",
+                "contradicts ca_file (which CA would be checked?)",
+                Some("keep ca_file and remove dangerous_skip_tls_verify".into()),
+            );
+        }
+    }
+    if (ca_file.is_some() || dangerous_skip_tls_verify) && !uses_tls {
+        w.err(
+            if ca_file.is_some() {
+                "ldap.ca_file"
+            } else {
+                "ldap.dangerous_skip_tls_verify"
+            },
+            "TLS settings on a connection without TLS",
+            Some("url = \"ldaps://…\" or starttls = true".into()),
+        );
+    }
+    if bind_dn.is_some()
+        && !dangerous_allow_plaintext_bind
+        && url
+            .as_deref()
+            .is_some_and(|u| iwa::directory::is_plaintext_network_bind(u, starttls))
+    {
+        w.err(
+            "ldap.url",
+            "a simple bind over plain ldap:// to a host that is not this machine sends the password in clear",
+            Some("url = \"ldaps://dc.example.test\" or starttls = true (or, knowingly, dangerous_allow_plaintext_bind = true)".into()),
+        );
+    }
+    let backoff = w.duration(t, "ldap", "backoff", Duration::from_secs(5));
+    let max_backoff = w.duration(t, "ldap", "max_backoff", Duration::from_secs(60));
+    if backoff.is_zero() {
+        w.err(
+            "ldap.backoff",
+            "must be more than zero (a failing directory would be asked on every request)",
+            Some("backoff = \"5s\"".into()),
+        );
+    }
+    if max_backoff < backoff {
+        w.err(
+            "ldap.max_backoff",
+            "shorter than backoff",
+            Some("max_backoff = \"60s\"".into()),
+        );
+    }
     let ldap = match (url, base_dn) {
         (Some(url), Some(base_dn)) => Some(Ldap {
             url,
@@ -1202,6 +1620,11 @@ fn parse_directory(w: &mut Walker, table: &Table, base: &Path) -> (Option<Ldap>,
             timeout,
             cache_ttl,
             negative_cache_ttl,
+            ca_file,
+            dangerous_skip_tls_verify,
+            dangerous_allow_plaintext_bind,
+            backoff,
+            max_backoff,
         }),
         _ => None,
     };
@@ -1357,6 +1780,220 @@ fn parse_routes(w: &mut Walker, table: &Table) -> Vec<Route> {
     routes
 }
 
+/// `[backend]`: `url`, or `command` and the hosting keys (`crate::hosting`). `present`
+/// says whether the section exists (its absence was reported by the caller).
+fn parse_backend(w: &mut Walker, t: &Table, present: bool, base: &Path) -> Option<BackendTarget> {
+    w.unknown_keys(t, "backend", BACKEND_KEYS);
+    match (t.contains_key("url"), t.contains_key("command")) {
+        (true, true) => {
+            w.err(
+                "backend",
+                "`backend.url` and `backend.command` are mutually exclusive",
+                Some("keep `url` for an app that runs on its own, or `command` for an app iwa starts".into()),
+            );
+            return None;
+        }
+        (false, false) => {
+            if present {
+                w.err(
+                    "backend.url",
+                    "missing",
+                    Some("the URL of the app to forward to, e.g. url = \"http://127.0.0.1:5000\", or command = [\"python3\", \"app.py\"] for iwa to start it".into()),
+                );
+            }
+            return None;
+        }
+        (true, false) => {
+            for k in HOSTED_ONLY_KEYS {
+                if t.contains_key(*k) {
+                    w.err(
+                        &format!("backend.{k}"),
+                        "only for an app iwa starts (`backend.command`)",
+                        Some("remove it, or replace `url` with `command`".into()),
+                    );
+                }
+            }
+            let s = w.string(t, "backend", "url")?;
+            return match check_backend_url(&s) {
+                Ok(u) => Some(BackendTarget::Url(u)),
+                Err(msg) => {
+                    w.err(
+                        "backend.url",
+                        msg,
+                        Some("e.g. \"http://127.0.0.1:5000\"".into()),
+                    );
+                    None
+                }
+            };
+        }
+        (false, true) => {}
+    }
+    let command = match t.get("command") {
+        Some(Value::Array(items)) if !items.is_empty() => {
+            let mut out = Vec::new();
+            for (i, v) in items.iter().enumerate() {
+                match v {
+                    Value::String(s) if !s.is_empty() && !s.contains('\0') => out.push(s.clone()),
+                    Value::String(_) => w.err(
+                        &format!("backend.command[{i}]"),
+                        "empty (or holds a NUL byte)",
+                        None,
+                    ),
+                    other => w.err(
+                        &format!("backend.command[{i}]"),
+                        format!("expected a string, found {}", other.type_str()),
+                        Some("quote every argument, e.g. \"8000\"".into()),
+                    ),
+                }
+            }
+            Some(out)
+        }
+        other => {
+            w.err(
+                "backend.command",
+                match other {
+                    Some(Value::Array(_)) => "empty list".to_owned(),
+                    Some(v) => format!("expected a list of strings, found {}", v.type_str()),
+                    None => "missing".to_owned(),
+                },
+                Some(
+                    "the program and its arguments, e.g. command = [\"python3\", \"app.py\"]"
+                        .into(),
+                ),
+            );
+            None
+        }
+    };
+    let port_placeholder = match w.string(t, "backend", "args_port_placeholder") {
+        Some(p) if p.is_empty() => {
+            w.err(
+                "backend.args_port_placeholder",
+                "empty",
+                Some("e.g. \"{port}\"".into()),
+            );
+            None
+        }
+        Some(p) => {
+            let used = command
+                .as_deref()
+                .is_some_and(|c| c.iter().skip(1).any(|a| a.contains(p.as_str())));
+            if command.is_some() && !used {
+                w.err(
+                    "backend.args_port_placeholder",
+                    format!("`{p}` appears in no argument of backend.command"),
+                    Some(format!(
+                        "e.g. command = [\"gunicorn\", \"-b\", \"127.0.0.1:{p}\", \"app:app\"]"
+                    )),
+                );
+            }
+            Some(p)
+        }
+        None => None,
+    };
+    let cwd = match w.string(t, "backend", "cwd") {
+        Some(c) => base.join(c),
+        None => base.to_owned(),
+    };
+    if t.contains_key("cwd") && !cwd.is_dir() {
+        w.err(
+            "backend.cwd",
+            format!("{} is not a directory", cwd.display()),
+            None,
+        );
+    }
+    let mut env = BTreeMap::new();
+    match t.get("env") {
+        None => {}
+        Some(Value::Table(vars)) => {
+            for (k, v) in vars {
+                let key = format!("backend.env.{k}");
+                if k.is_empty() || k.contains('=') || k.contains('\0') {
+                    w.err(&key, "not an environment variable name", None);
+                } else if HOSTED_RESERVED_ENV.contains(&k.as_str()) {
+                    w.err(
+                        &key,
+                        "iwa sets this variable itself",
+                        Some(format!(
+                            "iwa sets {} for the app",
+                            HOSTED_RESERVED_ENV.join(", ")
+                        )),
+                    );
+                } else {
+                    match v {
+                        Value::String(s) if !s.contains('\0') => {
+                            env.insert(k.clone(), s.clone());
+                        }
+                        Value::String(_) => w.err(&key, "holds a NUL byte", None),
+                        other => w.err(
+                            &key,
+                            format!("expected a string, found {}", other.type_str()),
+                            Some("quote the value".into()),
+                        ),
+                    }
+                }
+            }
+        }
+        Some(other) => w.err(
+            "backend.env",
+            format!("expected a table, found {}", other.type_str()),
+            Some("env = { FLASK_ENV = \"production\" }".into()),
+        ),
+    }
+    let positive = |w: &mut Walker, key: &str, default: Duration| {
+        let d = w.duration(t, "backend", key, default);
+        if d.is_zero() {
+            w.err(&format!("backend.{key}"), "must be more than zero", None);
+        }
+        d
+    };
+    let startup_timeout = positive(w, "startup_timeout", Duration::from_secs(30));
+    let stop_timeout = positive(w, "stop_timeout", Duration::from_secs(10));
+    let restart_backoff = positive(w, "restart_backoff", Duration::from_secs(1));
+    let restart_backoff_max = positive(w, "restart_backoff_max", Duration::from_secs(30));
+    if restart_backoff > restart_backoff_max {
+        w.err(
+            "backend.restart_backoff_max",
+            "is less than backend.restart_backoff",
+            None,
+        );
+    }
+    let max_failures_per_minute = match t.get("max_failures_per_minute") {
+        None => 5,
+        Some(Value::Integer(n)) if (1..=1000).contains(n) => u32::try_from(*n).unwrap_or(5),
+        Some(other) => {
+            w.err(
+                "backend.max_failures_per_minute",
+                format!("expected a number from 1 to 1000, found {other}"),
+                Some("max_failures_per_minute = 5".into()),
+            );
+            5
+        }
+    };
+    let stdout_log = w.string(t, "backend", "stdout_log").map(|f| base.join(f));
+    if let Some(f) = &stdout_log {
+        match f.parent() {
+            Some(dir) if dir.is_dir() => {}
+            _ => w.err(
+                "backend.stdout_log",
+                format!("the directory of {} does not exist", f.display()),
+                None,
+            ),
+        }
+    }
+    Some(BackendTarget::Hosted(HostedApp {
+        command: command?,
+        port_placeholder,
+        cwd,
+        env,
+        startup_timeout,
+        stop_timeout,
+        stdout_log,
+        restart_backoff,
+        restart_backoff_max,
+        max_failures_per_minute,
+    }))
+}
+
 fn check_backend_url(s: &str) -> Result<http::Uri, String> {
     let uri: http::Uri = s.parse().map_err(|e| format!("`{s}` is not a URL: {e}"))?;
     match uri.scheme_str() {
@@ -1481,6 +2118,87 @@ mod tests {
     }
 
     #[test]
+    fn ldap_tls_and_plaintext_bind() {
+        use std::os::unix::fs::PermissionsExt;
+        let (d, _) = dir_with_keytab();
+        let pw = d.path().join("ldap.pw");
+        std::fs::write(&pw, "secret\n").unwrap();
+        std::fs::set_permissions(&pw, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let ca = d.path().join("ca.pem");
+        let out = std::process::Command::new("openssl")
+            .args([
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-subj",
+                "/CN=test CA",
+            ])
+            .args(["-days", "1", "-keyout"])
+            .arg(d.path().join("ca.key"))
+            .arg("-out")
+            .arg(&ca)
+            .output()
+            .expect("openssl runs");
+        assert!(out.status.success());
+        let head = "listen = \"127.0.0.1:8080\"\n[backend]\nurl = \"http://127.0.0.1:5000\"\n[kerberos]\nkeytab = \"http.keytab\"\n[ldap]\nbase_dn = \"DC=x\"\nbind_dn = \"x\"\nbind_password_file = \"ldap.pw\"\n";
+        let parse = |extra: &str| Config::parse(&format!("{head}{extra}"), d.path());
+
+        let l = parse("url = \"ldaps://dc.example.test\"\nca_file = \"ca.pem\"\nbackoff = \"1s\"\nmax_backoff = \"2s\"\n")
+            .unwrap()
+            .ldap
+            .unwrap();
+        assert_eq!(l.ca_file, Some(ca.clone()));
+        assert!(!l.dangerous_skip_tls_verify);
+        let ds = l.directory_settings();
+        assert_eq!(ds.backoff, Duration::from_secs(1));
+        assert_eq!(ds.max_backoff, Duration::from_secs(2));
+        assert_eq!(l.backend_settings().ca_file, Some(ca.clone()));
+        // Loopback and StartTLS are fine in plain ldap://.
+        parse("url = \"ldap://127.0.0.2:389\"\n").unwrap();
+        parse("url = \"ldap://localhost\"\n").unwrap();
+        parse("url = \"ldap://dc.example.test\"\nstarttls = true\n").unwrap();
+        let l = parse("url = \"ldap://dc.example.test\"\ndangerous_allow_plaintext_bind = true\n")
+            .unwrap()
+            .ldap
+            .unwrap();
+        assert!(l.dangerous_allow_plaintext_bind);
+
+        let key_of = |extra: &str| -> Vec<String> {
+            parse(extra)
+                .unwrap_err()
+                .iter()
+                .map(|e| e.key.clone())
+                .collect()
+        };
+        assert_eq!(key_of("url = \"ldap://dc.example.test\"\n"), ["ldap.url"]);
+        assert_eq!(key_of("url = \"ldap://10.0.0.5\"\n"), ["ldap.url"]);
+        assert_eq!(
+            key_of(
+                "url = \"ldaps://dc\"\nca_file = \"ca.pem\"\ndangerous_skip_tls_verify = true\n"
+            ),
+            ["ldap.dangerous_skip_tls_verify"]
+        );
+        assert_eq!(
+            key_of("url = \"ldap://127.0.0.2\"\nca_file = \"ca.pem\"\n"),
+            ["ldap.ca_file"]
+        );
+        assert_eq!(
+            key_of("url = \"ldaps://dc\"\nca_file = \"ldap.pw\"\n"),
+            ["ldap.ca_file"]
+        );
+        assert_eq!(
+            key_of("url = \"ldaps://dc\"\nbackoff = \"0s\"\n"),
+            ["ldap.backoff"]
+        );
+        assert_eq!(
+            key_of("url = \"ldaps://dc\"\nbackoff = \"10s\"\nmax_backoff = \"5s\"\n"),
+            ["ldap.max_backoff"]
+        );
+    }
+
+    #[test]
     fn reports_every_problem_with_key_paths() {
         let (d, _) = dir_with_keytab();
         let errs = Config::parse(
@@ -1573,6 +2291,103 @@ mod tests {
         assert_eq!(parse_duration("s"), None);
         assert_eq!(parse_duration("-1s"), None);
         assert_eq!(parse_duration("99999999999999999999h"), None);
+    }
+
+    #[test]
+    fn hosted_backend() {
+        let (d, _) = dir_with_keytab();
+        std::fs::create_dir_all(d.path().join("app")).unwrap();
+        let head = "listen = \"127.0.0.1:8080\"\n[kerberos]\nkeytab = \"http.keytab\"\n";
+        let c = Config::parse(
+            &format!("{head}[backend]\ncommand = [\"python3\", \"app.py\", \"--port={{port}}\"]\nargs_port_placeholder = \"{{port}}\"\ncwd = \"app\"\nenv = {{ FLASK_ENV = \"production\", SECRET = \"hunter2\" }}\nstartup_timeout = \"20s\"\nstdout_log = \"app.log\"\nmax_failures_per_minute = 3\n"),
+            d.path(),
+        )
+        .unwrap();
+        let BackendTarget::Hosted(h) = &c.backend.target else {
+            panic!("not hosted: {:?}", c.backend)
+        };
+        assert_eq!(h.command, vec!["python3", "app.py", "--port={port}"]);
+        assert_eq!(h.port_placeholder.as_deref(), Some("{port}"));
+        assert_eq!(h.cwd, d.path().join("app"));
+        assert_eq!(h.env["FLASK_ENV"], "production");
+        assert_eq!(h.startup_timeout, Duration::from_secs(20));
+        assert_eq!(h.stop_timeout, Duration::from_secs(10));
+        assert_eq!(h.restart_backoff, Duration::from_secs(1));
+        assert_eq!(h.restart_backoff_max, Duration::from_secs(30));
+        assert_eq!(h.max_failures_per_minute, 3);
+        assert_eq!(h.stdout_log, Some(d.path().join("app.log")));
+        // Environment values may be secrets: Debug shows the names only.
+        let shown = format!("{c:?}");
+        assert!(
+            shown.contains("SECRET") && !shown.contains("hunter2"),
+            "{shown}"
+        );
+        assert!(c.backend.describe().starts_with("hosted: python3 app.py"));
+
+        // Defaults: cwd is the configuration's directory.
+        let c = Config::parse(
+            &format!("{head}[backend]\ncommand = [\"./app\"]\n"),
+            d.path(),
+        )
+        .unwrap();
+        let BackendTarget::Hosted(h) = &c.backend.target else {
+            panic!()
+        };
+        assert_eq!(h.cwd, d.path());
+        assert_eq!(h.max_failures_per_minute, 5);
+        assert_eq!(h.port_placeholder, None);
+    }
+
+    #[test]
+    fn hosted_backend_errors() {
+        let (d, _) = dir_with_keytab();
+        let head = "listen = \"127.0.0.1:8080\"\n[kerberos]\nkeytab = \"http.keytab\"\n";
+        let keys = |toml: &str| -> Vec<String> {
+            Config::parse(&format!("{head}[backend]\n{toml}"), d.path())
+                .unwrap_err()
+                .into_iter()
+                .map(|e| e.key)
+                .collect()
+        };
+        let both = Config::parse(
+            &format!("{head}[backend]\nurl = \"http://127.0.0.1:1\"\ncommand = [\"x\"]\n"),
+            d.path(),
+        )
+        .unwrap_err();
+        assert_eq!(both.len(), 1, "{both:?}");
+        assert_eq!(both[0].key, "backend");
+        assert!(
+            both[0].message.contains("backend.url") && both[0].message.contains("backend.command"),
+            "{both:?}"
+        );
+        assert_eq!(
+            keys("url = \"http://127.0.0.1:1\"\nstartup_timeout = \"5s\"\n"),
+            vec!["backend.startup_timeout"]
+        );
+        assert_eq!(keys("command = []\n"), vec!["backend.command"]);
+        assert_eq!(
+            keys("command = \"python3 app.py\"\n"),
+            vec!["backend.command"]
+        );
+        assert_eq!(keys("command = [\"x\", 1]\n"), vec!["backend.command[1]"]);
+        assert_eq!(
+            keys("command = [\"x\", \"--port\", \"8000\"]\nargs_port_placeholder = \"{port}\"\n"),
+            vec!["backend.args_port_placeholder"]
+        );
+        let all = keys("command = [\"x\"]\ncwd = \"nowhere\"\nenv = { PORT = \"1\", IWA_PAIRING_TOKEN = \"x\", N = 1 }\nstop_timeout = \"0s\"\nrestart_backoff = \"1m\"\nrestart_backoff_max = \"10s\"\nmax_failures_per_minute = 0\nstdout_log = \"no/such/dir/app.log\"\n");
+        for k in [
+            "backend.cwd",
+            "backend.env.PORT",
+            "backend.env.IWA_PAIRING_TOKEN",
+            "backend.env.N",
+            "backend.stop_timeout",
+            "backend.restart_backoff_max",
+            "backend.max_failures_per_minute",
+            "backend.stdout_log",
+        ] {
+            assert!(all.contains(&k.to_owned()), "{k} not in {all:?}");
+        }
+        assert_eq!(keys(""), vec!["backend.url"]);
     }
 
     #[test]

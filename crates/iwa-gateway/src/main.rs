@@ -35,11 +35,17 @@ enum Command {
         #[arg(short, long)]
         user: String,
     },
-    /// Write a new random key file for session/impersonation tickets (mode 0600).
+    /// Write a new random key file (mode 0600): for session/impersonation tickets or an
+    /// HS256 assertion secret; with --ed25519, an Ed25519 key pair for `[assertion]
+    /// private_key_file`.
     Keygen {
         /// Where to write it; refuses to overwrite an existing file.
         #[arg(short, long)]
         out: PathBuf,
+        /// Write an Ed25519 private key (PKCS#8 PEM, mode 0600) to OUT and its public key
+        /// (PEM, mode 0644, for backends) next to it with the extension `.pub`.
+        #[arg(long)]
+        ed25519: bool,
     },
     /// Show single sign-on working on a throwaway loopback realm (needs the MIT KDC
     /// packages and curl; `scripts/demo` installs them).
@@ -50,18 +56,51 @@ enum Command {
     },
 }
 
-fn init_logging(level: &str, format: LogFormat) {
+/// The log on stderr (text or JSON, filtered by `level` / `IWA_LOG`), plus, with
+/// `audit_file`, every `iwa::audit` event as a JSON line in that file (created 0600,
+/// appended to).
+fn init_logging(
+    level: &str,
+    format: LogFormat,
+    audit_file: Option<&std::path::Path>,
+) -> Result<(), String> {
+    use std::os::unix::fs::OpenOptionsExt;
+    use tracing_subscriber::prelude::*;
+    use tracing_subscriber::{filter::Targets, fmt};
+
     let filter = tracing_subscriber::EnvFilter::try_from_env("IWA_LOG")
         .or_else(|_| tracing_subscriber::EnvFilter::try_new(level))
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
-    match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let main = match format {
+        LogFormat::Text => fmt::layer()
+            .with_writer(std::io::stderr)
+            .with_ansi(ansi)
+            .boxed(),
+        LogFormat::Json => fmt::layer().json().with_writer(std::io::stderr).boxed(),
     }
+    .with_filter(filter);
+    let audit = match audit_file {
+        Some(path) => {
+            let file = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .mode(0o600)
+                .open(path)
+                .map_err(|e| format!("cannot open the audit log {}: {e}", path.display()))?;
+            Some(
+                fmt::layer()
+                    .json()
+                    .with_current_span(false)
+                    .with_span_list(false)
+                    .with_writer(std::sync::Mutex::new(file))
+                    .with_filter(Targets::new().with_target("iwa::audit", tracing::Level::INFO)),
+            )
+        }
+        None => None,
+    };
+    tracing_subscriber::registry().with(main).with(audit).init();
+    Ok(())
 }
 
 fn main() -> ExitCode {
@@ -80,7 +119,27 @@ fn main() -> ExitCode {
         }
         Command::Serve { config } => serve(&config),
         Command::Hash { user } => hash(&user),
-        Command::Keygen { out } => match iwa::ticket::KeyRing::generate_key_file(&out) {
+        Command::Keygen { out, ed25519: true } => {
+            match iwa::assertion::generate_ed25519_key_files(&out) {
+                Ok(made) => {
+                    println!(
+                        "wrote {} (Ed25519 private key, mode 0600) and {} (public key for backends); kid {}",
+                        made.private_key.display(),
+                        made.public_key.display(),
+                        made.kid
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Keygen {
+            out,
+            ed25519: false,
+        } => match iwa::ticket::KeyRing::generate_key_file(&out) {
             Ok(id) => {
                 println!("wrote {} (key id {id})", out.display());
                 ExitCode::SUCCESS
@@ -142,7 +201,14 @@ fn serve(path: &std::path::Path) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    init_logging(&config.log.level, config.log.format);
+    if let Err(e) = init_logging(
+        &config.log.level,
+        config.log.format,
+        config.log.audit_file.as_deref(),
+    ) {
+        eprintln!("error: {e}");
+        return ExitCode::FAILURE;
+    }
     let gateway = match server::Gateway::from_config(&config) {
         Ok(g) => Arc::new(g),
         Err(e) => {
@@ -170,7 +236,7 @@ fn serve(path: &std::path::Path) -> ExitCode {
         };
         info!(
             listen = %config.listen,
-            backend = %config.backend.url,
+            backend = %config.backend.describe(),
             "iwa {} listening on {}://{}",
             env!("CARGO_PKG_VERSION"),
             if config.tls.is_some() { "https" } else { "http" },

@@ -38,10 +38,12 @@ pub struct Upstream {
     identity_headers: Arc<IdentityHeaders>,
     /// Signs `X-Iwa-Assertion` for authenticated requests, when configured.
     pub assertion: Option<Arc<iwa::assertion::Signer>>,
-    /// For `/.iwa/api/whoami`: the impersonation grants and the route rules that make up
-    /// an identity's permissions.
-    pub impersonation: Arc<iwa::impersonation::ImpersonationPolicy>,
-    pub rules: Arc<Vec<iwa::access::AccessRule>>,
+    /// Resolves impersonation cookies, when anyone may impersonate.
+    pub impersonator: Option<Arc<iwa::impersonation::Impersonator>>,
+    /// The gateway's own pages and API under `/.iwa/` ([`crate::admin`]).
+    pub admin: Option<axum::Router>,
+    /// `[backend] command`: the hosted app's port and pairing token ([`crate::hosting`]).
+    pub hosted: Option<Arc<crate::hosting::AppHandle>>,
 }
 
 impl Upstream {
@@ -71,8 +73,9 @@ impl Upstream {
             prefix,
             identity_headers,
             assertion: None,
-            impersonation: Arc::default(),
-            rules: Arc::default(),
+            impersonator: None,
+            admin: None,
+            hosted: None,
         }
     }
 
@@ -134,6 +137,14 @@ fn remove_hop_by_hop(headers: &mut HeaderMap) {
     headers.remove("proxy-connection");
 }
 
+/// A backend response's headers before they go to the client: hop-by-hop headers go,
+/// and so does the hosted app's pairing token, should the app echo it (the token is
+/// what lets the app tell iwa's requests from others; a client must never learn it).
+fn clean_response_headers(headers: &mut HeaderMap) {
+    remove_hop_by_hop(headers);
+    headers.remove(crate::hosting::PAIRING_HEADER);
+}
+
 /// The protocol a request asks to switch to, if it is an upgrade request.
 fn upgrade_protocol(headers: &HeaderMap) -> Option<HeaderValue> {
     let wants = headers
@@ -184,7 +195,7 @@ fn authorize(
     match iwa::access::decide(identity, &rule.0.rule) {
         iwa::access::Decision::Allow => None,
         iwa::access::Decision::Deny { reason } => {
-            tracing::info!(target: "iwa::audit", event = "access_denied", user = %identity.remote_user(), path = req.uri().path(), %reason);
+            crate::audit::access_denied(identity, req.uri().path(), &reason);
             Some(error_page(
                 StatusCode::FORBIDDEN,
                 "forbidden",
@@ -198,60 +209,133 @@ fn authorize(
     }
 }
 
-/// The gateway's JSON API; requests to it are authenticated like any other (the
-/// listener forces `auth = required` there) and never forwarded.
+/// The gateway's JSON API (see [`crate::admin`]); requests under `/.iwa/` other than
+/// `healthz` are authenticated like any other (the listener forces `auth = required`
+/// there) and never forwarded.
 pub const API_PREFIX: &str = "/.iwa/api/";
+/// Everything under it is the gateway's own.
+pub const ADMIN_PREFIX: &str = "/.iwa/";
 
-fn json(status: StatusCode, value: &serde_json::Value) -> Response<Full<Bytes>> {
-    let mut r = Response::new(Full::new(Bytes::from(value.to_string())));
-    *r.status_mut() = status;
-    r.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    r.headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    r
+/// Whether `path` is the gateway's own (the admin page and API).
+pub fn is_admin_path(path: &str) -> bool {
+    path.starts_with(ADMIN_PREFIX) || path == "/.iwa"
 }
 
+/// Largest admin response body buffered (pages and JSON are a few KiB).
+const MAX_ADMIN_RESPONSE: usize = 1024 * 1024;
+
 impl ProxyService {
-    fn api(&self, req: &Request<Incoming>) -> Response<Full<Bytes>> {
-        let Some(id) = req.extensions().get::<Identity>() else {
-            return json(
+    /// Reads the impersonation cookie for the authenticated user (if any): the caller,
+    /// and a `Set-Cookie` to send back (renewal or clearing an ignored cookie). The
+    /// cookie never reaches the backend.
+    fn resolve_caller(
+        &self,
+        req: &mut Request<Incoming>,
+    ) -> (Option<crate::admin::Caller>, Option<HeaderValue>) {
+        use iwa::impersonation::Resolution;
+        let Some(real) = req.extensions().get::<Identity>().cloned() else {
+            return (None, None);
+        };
+        let Some(imp) = &self.upstream.impersonator else {
+            return (Some(crate::admin::Caller { real, active: None }), None);
+        };
+        let resolution = imp.resolve(&real, req.headers(), std::time::SystemTime::now());
+        imp.strip(req.headers_mut());
+        let (active, cookie) = match resolution {
+            Resolution::None => (None, None),
+            Resolution::Active(mut a) => {
+                let renewed = a.renewed.take();
+                (Some(a), renewed)
+            }
+            Resolution::Ignored { why, clear } => {
+                crate::audit::impersonation_ignored(&real, &why);
+                (None, clear)
+            }
+        };
+        (Some(crate::admin::Caller { real, active }), cookie)
+    }
+
+    async fn admin(
+        &self,
+        mut req: Request<Incoming>,
+        caller: Option<crate::admin::Caller>,
+    ) -> Response<Full<Bytes>> {
+        let accept = req.headers().get(header::ACCEPT).cloned();
+        let (Some(router), Some(caller)) = (&self.upstream.admin, caller) else {
+            return error_page(
                 StatusCode::UNAUTHORIZED,
-                &serde_json::json!({"error": "authentication required", "code": "authentication_required"}),
+                "authentication_required",
+                "Sign in to use the gateway's pages.",
+                accept.as_ref(),
             );
         };
-        match (req.method(), &req.uri().path()[API_PREFIX.len()..]) {
-            (&http::Method::GET, "whoami") => {
-                use iwa::impersonation::{permissions, Permission};
-                let perms = permissions(id, &self.upstream.impersonation, &self.upstream.rules);
-                json(
-                    StatusCode::OK,
-                    &serde_json::json!({
-                        "user": id.remote_user(),
-                        "identity": id,
-                        "effective": id,
-                        "impersonating": false,
-                        "permissions": {
-                            "allow_impersonation": perms.contains(&Permission::AllowImpersonation),
-                            "increase_permissions": perms.contains(&Permission::IncreasePermissions),
-                        },
-                    }),
+        req.extensions_mut().insert(caller);
+        let mut router = router.clone();
+        let resp = match std::future::poll_fn(|cx| {
+            tower_service::Service::<Request<Incoming>>::poll_ready(&mut router, cx)
+        })
+        .await
+        {
+            Ok(()) => router.call(req).await,
+            Err(never) => match never {},
+        };
+        let Ok(resp) = resp;
+        let (parts, body) = resp.into_parts();
+        match axum::body::to_bytes(body, MAX_ADMIN_RESPONSE).await {
+            Ok(bytes) => Response::from_parts(parts, Full::new(bytes)),
+            Err(e) => {
+                warn!("admin response failed: {e}");
+                error_page(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    "The gateway could not build this page.",
+                    accept.as_ref(),
                 )
             }
-            _ => json(
-                StatusCode::NOT_FOUND,
-                &serde_json::json!({"error": "no such API endpoint", "code": "not_found"}),
-            ),
         }
     }
 
     async fn forward(self, mut req: Request<Incoming>) -> Response<ProxyBody> {
-        let accept = req.headers().get(header::ACCEPT).cloned();
-        if req.uri().path().starts_with(API_PREFIX) {
-            return self.api(&req).map(Either::Right);
+        let (caller, set_cookie) = self.resolve_caller(&mut req);
+        let mut resp = if is_admin_path(req.uri().path()) {
+            self.admin(req, caller).await.map(Either::Right)
+        } else {
+            match caller {
+                Some(crate::admin::Caller {
+                    real,
+                    active: Some(active),
+                }) => {
+                    let method = req.method().clone();
+                    let path = req.uri().path().to_owned();
+                    req.extensions_mut().insert(active.target.clone());
+                    let resp = self.forward_as(req, Some(&real)).await;
+                    crate::audit::impersonation_request(
+                        &real,
+                        &active.target,
+                        &active.ticket_id,
+                        &method,
+                        &path,
+                        resp.status().as_u16(),
+                    );
+                    resp
+                }
+                _ => self.forward_as(req, None).await,
+            }
+        };
+        if let Some(c) = set_cookie {
+            resp.headers_mut().append(header::SET_COOKIE, c);
         }
+        resp
+    }
+
+    /// Forwards as the request's `Identity` extension (the effective identity);
+    /// `impersonator` is the real user while impersonating.
+    async fn forward_as(
+        &self,
+        mut req: Request<Incoming>,
+        impersonator: Option<&Identity>,
+    ) -> Response<ProxyBody> {
+        let accept = req.headers().get(header::ACCEPT).cloned();
         if let Some(denied) = authorize(&req, accept.as_ref()) {
             return denied.map(Either::Right);
         }
@@ -284,17 +368,27 @@ impl ProxyService {
         }
         h.insert("x-forwarded-proto", HeaderValue::from_static(self.proto));
         if let Some(host) = host {
+            // HTTP/2 clients send `:authority`, no Host: the app gets it as Host.
+            if !h.contains_key(header::HOST) {
+                h.insert(header::HOST, host.clone());
+            }
             h.insert("x-forwarded-host", host);
         }
         // Identity: reserved names were stripped by the auth layer; set ours.
         self.upstream.identity_headers.strip(h);
         if let Some(id) = parts.extensions.get::<Identity>() {
             self.upstream.identity_headers.apply(id, h);
+            let impersonator = impersonator.map(Identity::remote_user);
+            if let Some(real) = &impersonator {
+                self.upstream.identity_headers.apply_impersonator(real, h);
+            }
             if let Some(signer) = &self.upstream.assertion {
-                let pq = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+                // The path as the backend receives it (with the backend URL's prefix),
+                // which is what it compares `htu` with.
+                let pq = target.path_and_query().map_or("/", |p| p.as_str());
                 match signer.sign(
                     id,
-                    None,
+                    impersonator.as_deref(),
                     parts.method.as_str(),
                     pq,
                     std::time::SystemTime::now(),
@@ -314,6 +408,12 @@ impl ProxyService {
         }
         parts.uri = target;
         parts.version = http::Version::HTTP_11;
+        // A hosted app: its current port and `X-Iwa-Pairing-Token`, or 503.
+        if let Some(app) = &self.upstream.hosted {
+            if let Err(unavailable) = app.direct(&mut parts) {
+                return unavailable.response(accept.as_ref()).map(Either::Right);
+            }
+        }
         let out = Request::from_parts(parts, body);
 
         let mut resp = match self.upstream.client.request(out).await {
@@ -348,7 +448,7 @@ impl ProxyService {
                 });
                 // Keep Connection/Upgrade on a 101 so the client switches too.
                 let proto = resp.headers().get(header::UPGRADE).cloned();
-                remove_hop_by_hop(resp.headers_mut());
+                clean_response_headers(resp.headers_mut());
                 resp.headers_mut()
                     .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
                 if let Some(p) = proto {
@@ -357,7 +457,7 @@ impl ProxyService {
                 return resp.map(Either::Left);
             }
         }
-        remove_hop_by_hop(resp.headers_mut());
+        clean_response_headers(resp.headers_mut());
         resp.map(Either::Left)
     }
 }
@@ -388,6 +488,16 @@ mod tests {
         remove_hop_by_hop(&mut h);
         assert_eq!(h.len(), 1);
         assert!(h.contains_key(header::ACCEPT));
+    }
+
+    #[test]
+    fn pairing_token_never_reaches_the_client() {
+        let mut h = HeaderMap::new();
+        h.insert("x-iwa-pairing-token", HeaderValue::from_static("secret"));
+        h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+        clean_response_headers(&mut h);
+        assert!(!h.contains_key("x-iwa-pairing-token"));
+        assert!(h.contains_key(header::CONTENT_TYPE));
     }
 
     #[test]

@@ -1,5 +1,6 @@
-//! The listener: one hyper HTTP/1.1 connection per accepted socket, each with its own
-//! service stack (auth layer over the proxy), graceful shutdown on SIGTERM/SIGINT.
+//! The listener: one hyper connection per accepted socket (HTTP/1.1; HTTP/2 over TLS
+//! when ALPN picks `h2`, offered only without NTLM), each with its own service stack
+//! (auth layer over the proxy), graceful shutdown on SIGTERM/SIGINT, reloads on SIGHUP.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -11,16 +12,16 @@ use http::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE};
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::{Either, Full};
 use hyper::body::Incoming;
-use hyper::server::conn::http1;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper::server::conn::{http1, http2};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use iwa::layer::{AuthenticatedUser, ConnectionAuth, IwaBody};
 use iwa::{Authenticator, IdentityHeaders, IwaLayer, Policy};
 use tokio::net::TcpListener;
 use tower_layer::Layer;
 use tower_service::Service;
-use tracing::{debug, info, info_span, warn, Instrument};
+use tracing::{debug, error, info, info_span, warn, Instrument};
 
-use crate::config::{Config, NtlmValidatorConfig, Route, RouteAuth};
+use crate::config::{BackendTarget, Config, NtlmValidatorConfig, Route, RouteAuth};
 use crate::proxy::{ProxyBody, ProxyService, RouteRule, Upstream};
 
 /// Everything a connection needs, shared.
@@ -33,8 +34,11 @@ pub struct Gateway {
     pub auth: Arc<Authenticator>,
     pub upstream: Arc<Upstream>,
     pub identity_headers: Arc<IdentityHeaders>,
-    /// `[tls]`: the acceptor and the certificate's channel bindings.
-    pub tls: Option<crate::tls::Tls>,
+    /// `[tls]`: the current certificate (replaced on SIGHUP), its acceptor and channel
+    /// bindings; ALPN offers `h2` only when NTLM is off.
+    pub tls: Option<crate::tls::ReloadableTls>,
+    /// `[backend] command`: the app iwa runs; [`serve`] starts and stops it.
+    pub hosting: Option<Arc<crate::hosting::Hosting>>,
 }
 
 /// How long a client may take to complete the TLS handshake.
@@ -102,23 +106,34 @@ impl Gateway {
             None => None,
         };
         let mut auth = Authenticator::new(kerberos, ntlm);
-        if let Some(directory) = directory_from_config(config)? {
-            auth = auth.with_directory(Arc::new(directory));
+        let directory = directory_from_config(config)?.map(Arc::new);
+        if let Some(directory) = &directory {
+            auth = auth.with_directory(directory.clone());
         }
         let identity_headers = Arc::new(IdentityHeaders::default());
+        let (backend_url, hosting) = match &config.backend.target {
+            BackendTarget::Url(u) => (u.clone(), None),
+            // The port is picked per start of the app; `AppHandle::direct` sets it.
+            BackendTarget::Hosted(app) => (
+                http::Uri::from_static("http://127.0.0.1/"),
+                Some(Arc::new(crate::hosting::Hosting::new(app.clone()))),
+            ),
+        };
         let mut upstream = Upstream::new(
-            &config.backend.url,
+            &backend_url,
             config.backend.connect_timeout,
             identity_headers.clone(),
         );
+        upstream.hosted = hosting.as_ref().map(|h| h.handle());
         if let Some(a) = &config.assertion {
-            upstream.assertion = Some(Arc::new(
-                iwa::assertion::Signer::new(a.secret.clone(), a.audience.clone(), a.lifetime)
-                    .map_err(|e| format!("assertion: {e}"))?,
-            ));
+            upstream.assertion = Some(Arc::new(iwa::assertion::Signer::with_key(
+                a.key.clone(),
+                a.audience.clone(),
+                a.lifetime,
+            )));
         }
-        upstream.impersonation = Arc::new(config.impersonation.clone());
-        upstream.rules = Arc::new(
+        let policy = Arc::new(config.impersonation.clone());
+        let rules: Arc<Vec<iwa::access::AccessRule>> = Arc::new(
             config
                 .routes
                 .iter()
@@ -126,6 +141,41 @@ impl Gateway {
                 .map(|r| r.rule.clone())
                 .collect(),
         );
+        let impersonator = match &config.impersonation_cookie {
+            Some(c) => {
+                let ring = iwa::ticket::KeyRing::load(&c.key_file, &c.previous_key_files)
+                    .map_err(|e| format!("impersonation keys: {e}"))?;
+                Some(Arc::new(iwa::impersonation::Impersonator::new(
+                    iwa::impersonation::ImpersonationSettings {
+                        codec: Arc::new(iwa::ticket::TicketCodec::new(ring)),
+                        revocations: Arc::new(iwa::ticket::MemoryRevocationStore::new()),
+                        policy: policy.clone(),
+                        rules: rules.clone(),
+                        cookie_name: c.cookie_name.clone(),
+                        lifetime: iwa::ticket::TicketLifetime {
+                            idle_timeout: c.idle_timeout,
+                            absolute: c.max_lifetime,
+                        },
+                        secure: config.tls.is_some(),
+                        require_reason: c.require_reason,
+                    },
+                )))
+            }
+            None => None,
+        };
+        upstream.impersonator = impersonator.clone();
+        upstream.admin = Some(crate::admin::router(Arc::new(crate::admin::AdminState {
+            impersonator,
+            directory,
+            policy,
+            rules,
+            scheme: if config.tls.is_some() {
+                "https"
+            } else {
+                "http"
+            },
+            fake: config.fake.is_some(),
+        })));
         let upstream = Arc::new(upstream);
         let session = match &config.session {
             Some(s) => {
@@ -145,7 +195,13 @@ impl Gateway {
             None => None,
         };
         let tls = match &config.tls {
-            Some(t) => Some(crate::tls::load(&t.cert, &t.key, t.extended_protection)?),
+            // HTTP/2 only without NTLM: an NTLM handshake is bound to its connection.
+            Some(t) => Some(crate::tls::ReloadableTls::new(
+                &t.cert,
+                &t.key,
+                t.extended_protection,
+                config.ntlm.is_none(),
+            )?),
             None => None,
         };
         Ok(Gateway {
@@ -158,6 +214,7 @@ impl Gateway {
             auth: Arc::new(auth),
             upstream,
             identity_headers,
+            hosting,
         })
     }
 }
@@ -165,25 +222,12 @@ impl Gateway {
 /// The directory for group names: `[ldap]`, else the `[directory]` file, else none.
 fn directory_from_config(config: &Config) -> Result<Option<iwa::directory::Directory>, String> {
     use iwa::directory::{
-        Directory, DirectoryBackend, DirectorySettings, LdapBackend, LdapSettings, StaticBackend,
+        Directory, DirectoryBackend, DirectorySettings, LdapBackend, StaticBackend,
     };
     let mut settings = DirectorySettings::default();
     let backend: Arc<dyn DirectoryBackend> = if let Some(l) = &config.ldap {
-        settings.domain = l.domain.clone();
-        settings.timeout = l.timeout;
-        settings.cache_ttl = l.cache_ttl;
-        settings.negative_cache_ttl = l.negative_cache_ttl;
-        Arc::new(
-            LdapBackend::new(LdapSettings {
-                url: l.url.clone(),
-                base_dn: l.base_dn.clone(),
-                bind_dn: l.bind_dn.clone(),
-                bind_password_file: l.bind_password_file.clone(),
-                starttls: l.starttls,
-                timeout: l.timeout,
-            })
-            .map_err(|e| format!("[ldap]: {e}"))?,
-        )
+        settings = l.directory_settings();
+        Arc::new(LdapBackend::new(l.backend_settings()).map_err(|e| format!("[ldap]: {e}"))?)
     } else if let Some(file) = &config.directory_file {
         Arc::new(StaticBackend::load(file).map_err(|e| format!("[directory]: {e}"))?)
     } else {
@@ -197,11 +241,13 @@ type GatewayBody = Either<IwaBody<ProxyBody>, Full<Bytes>>;
 
 fn internal(req: &Request<Incoming>) -> Option<Response<Full<Bytes>>> {
     let path = req.uri().path();
-    if !path.starts_with("/.iwa/") || path.starts_with(crate::proxy::API_PREFIX) {
+    // Only the health check is answered before authentication; the rest of `/.iwa/`
+    // is the admin page and API, behind a login (crate::admin).
+    if path != "/.iwa/healthz" {
         return None;
     }
     let resp = match (req.method(), path) {
-        (&Method::GET | &Method::HEAD, "/.iwa/healthz") => {
+        (&Method::GET | &Method::HEAD, _) => {
             let mut r = Response::new(Full::new(Bytes::from_static(b"ok\n")));
             r.headers_mut()
                 .insert(CONTENT_TYPE, HeaderValue::from_static("text/plain"));
@@ -210,9 +256,9 @@ fn internal(req: &Request<Incoming>) -> Option<Response<Full<Bytes>>> {
             r
         }
         _ => iwa::error::error_page(
-            StatusCode::NOT_FOUND,
-            "not_found",
-            "No such gateway endpoint.",
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            "The health check answers GET and HEAD.",
             req.headers().get(http::header::ACCEPT),
         ),
     };
@@ -220,23 +266,35 @@ fn internal(req: &Request<Incoming>) -> Option<Response<Full<Bytes>>> {
 }
 
 /// Serves until `shutdown` resolves, then drains in-flight requests for at most
-/// `drain`.
+/// `drain`. A hosted app is started before the first accept (requests get 503 until it
+/// listens) and stopped after the drain. SIGHUP reloads (see [`reload_on_sighup`]).
 pub async fn serve(
     listener: TcpListener,
     gateway: Arc<Gateway>,
     shutdown: impl std::future::Future<Output = ()>,
     drain: Duration,
 ) {
+    if let Some(hosting) = &gateway.hosting {
+        if let Err(e) = hosting.start() {
+            error!("cannot start the hosting supervisor thread: {e}; requests get 503");
+        }
+    }
+    reload_on_sighup(gateway.clone());
     // Each connection holds a receiver; on shutdown we flip the flag and wait until
     // every receiver is gone (hyper-util's GracefulShutdown does not take upgradeable
     // connections).
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let mut builder = http1::Builder::new();
-    builder
-        .keep_alive(true)
-        .timer(TokioTimer::new())
-        .header_read_timeout(Duration::from_secs(30))
-        .max_buf_size(256 * 1024);
+    let builders = Arc::new(Builders::new());
+    if let Some(tls) = &gateway.tls {
+        info!(
+            "TLS: ALPN offers {}",
+            if tls.http2() {
+                "h2 and http/1.1"
+            } else {
+                "http/1.1 only (NTLM is on, and cannot work over HTTP/2)"
+            }
+        );
+    }
     if let Some(id) = gateway.fake.clone() {
         // Loud on purpose: a fake identity must never go unnoticed.
         tokio::spawn(async move {
@@ -263,17 +321,19 @@ pub async fn serve(
         };
         let _ = stream.set_nodelay(true);
         let gateway = gateway.clone();
-        let builder = builder.clone();
+        let builders = builders.clone();
         let mut stop = stop_rx.clone();
         tokio::spawn(
             async move {
-                let Some(tls) = &gateway.tls else {
+                // This connection's certificate, acceptor and bindings, kept to its end
+                // even when SIGHUP brings a new certificate.
+                let Some(tls) = gateway.tls.as_ref().map(|t| t.current()) else {
                     let conn_auth = ConnectionAuth::default();
                     serve_connection(
                         TokioIo::new(stream),
                         peer,
                         &gateway,
-                        &builder,
+                        (&builders, false),
                         stop,
                         "http",
                         conn_auth,
@@ -301,11 +361,12 @@ pub async fn serve(
                     Some(b) => ConnectionAuth::with_channel_binding(b.clone()),
                     None => ConnectionAuth::default(),
                 };
+                let h2 = stream.get_ref().1.alpn_protocol() == Some(crate::tls::ALPN_H2);
                 serve_connection(
                     TokioIo::new(stream),
                     peer,
                     &gateway,
-                    &builder,
+                    (&builders, h2),
                     stop,
                     "https",
                     conn_auth,
@@ -323,16 +384,43 @@ pub async fn serve(
         () = stop_tx.closed() => info!("all connections closed"),
         () = tokio::time::sleep(drain) => warn!("drain timeout reached; closing remaining connections"),
     }
+    if let Some(hosting) = gateway.hosting.clone() {
+        // SIGTERM to the app's group, SIGKILL after `stop_timeout`; waits.
+        let _ = tokio::task::spawn_blocking(move || hosting.stop()).await;
+    }
+}
+
+/// The HTTP/1.1 and HTTP/2 connection settings.
+struct Builders {
+    h1: http1::Builder,
+    h2: http2::Builder<TokioExecutor>,
+}
+
+impl Builders {
+    fn new() -> Self {
+        let mut h1 = http1::Builder::new();
+        h1.keep_alive(true)
+            .timer(TokioTimer::new())
+            .header_read_timeout(Duration::from_secs(30))
+            .max_buf_size(256 * 1024);
+        let mut h2 = http2::Builder::new(TokioExecutor::new());
+        h2.timer(TokioTimer::new())
+            // As much header as HTTP/1.1 takes: Kerberos tokens with a PAC are large.
+            .max_header_list_size(256 * 1024)
+            .max_concurrent_streams(200);
+        Builders { h1, h2 }
+    }
 }
 
 /// Serves one accepted (and, with TLS, handshaken) connection until it ends or the
-/// gateway stops. `conn_auth` is the connection's own login memory (NTLM; Kerberos
-/// with `connection_bound`), carrying its channel bindings on TLS.
+/// gateway stops, as HTTP/2 when `protocol.1` (ALPN chose `h2`), else HTTP/1.1.
+/// `conn_auth` is the connection's own login memory (NTLM; Kerberos with
+/// `connection_bound`), carrying its channel bindings on TLS.
 async fn serve_connection<I>(
     io: I,
     peer: SocketAddr,
     gateway: &Gateway,
-    builder: &http1::Builder,
+    protocol: (&Builders, bool),
     mut stop: tokio::sync::watch::Receiver<bool>,
     proto: &'static str,
     conn_auth: ConnectionAuth,
@@ -361,8 +449,8 @@ async fn serve_connection<I>(
         let mut anonymous_proxy = anonymous_proxy.clone();
         let headers = headers.clone();
         let path = req.uri().path();
-        // The gateway's API always requires a login, whatever the routes say.
-        let route = if path.starts_with(crate::proxy::API_PREFIX) {
+        // The gateway's page and API always require a login, whatever the routes say.
+        let route = if crate::proxy::is_admin_path(path) {
             None
         } else {
             routes.iter().find(|r| r.covers(path)).cloned()
@@ -415,13 +503,26 @@ async fn serve_connection<I>(
             Ok(resp)
         }
     });
-    let conn = builder.serve_connection(io, svc).with_upgrades();
-    tokio::pin!(conn);
-    let result = tokio::select! {
-        r = conn.as_mut() => r,
-        _ = stop.changed() => {
-            conn.as_mut().graceful_shutdown();
-            conn.await
+    let (builders, h2) = protocol;
+    let result = if h2 {
+        let conn = builders.h2.serve_connection(io, svc);
+        tokio::pin!(conn);
+        tokio::select! {
+            r = conn.as_mut() => r,
+            _ = stop.changed() => {
+                conn.as_mut().graceful_shutdown();
+                conn.await
+            }
+        }
+    } else {
+        let conn = builders.h1.serve_connection(io, svc).with_upgrades();
+        tokio::pin!(conn);
+        tokio::select! {
+            r = conn.as_mut() => r,
+            _ = stop.changed() => {
+                conn.as_mut().graceful_shutdown();
+                conn.await
+            }
         }
     };
     if let Err(e) = result {
@@ -429,7 +530,9 @@ async fn serve_connection<I>(
     }
 }
 
-/// Re-reads validator files on every SIGHUP, for the life of the process.
+/// On every SIGHUP, for the life of the process: re-reads validator files and the TLS
+/// certificate and key (new connections get the new pair; a pair that does not load
+/// keeps the old one), and starts a hosted app again after its rapid-failure stop.
 pub fn reload_on_sighup(gateway: Arc<Gateway>) {
     use tokio::signal::unix::{signal, SignalKind};
     let Ok(mut hup) = signal(SignalKind::hangup()) else {
@@ -441,6 +544,20 @@ pub fn reload_on_sighup(gateway: Arc<Gateway>) {
             match gateway.auth.reload() {
                 Ok(()) => info!("SIGHUP: reloaded"),
                 Err(e) => warn!("SIGHUP: reload failed, keeping the previous state: {e}"),
+            }
+            if let Some(tls) = &gateway.tls {
+                match tls.reload() {
+                    Ok(cert) => {
+                        info!("SIGHUP: TLS certificate reloaded ({cert}); new connections use it")
+                    }
+                    Err(e) => {
+                        warn!("SIGHUP: TLS certificate not reloaded, keeping the previous one: {e}")
+                    }
+                }
+            }
+            if let Some(hosting) = &gateway.hosting {
+                // Starts the app again if it was stopped after repeated failures.
+                hosting.retry();
             }
         }
     });

@@ -1,8 +1,13 @@
 //! TLS termination (rustls, `ring` provider) and the RFC 5929 `tls-server-end-point`
 //! channel bindings of the server certificate, for Extended Protection.
+//!
+//! The listener holds a [`ReloadableTls`]: every accepted connection takes a snapshot
+//! ([`Tls`]: acceptor, certificate and its channel bindings) and keeps it for its whole
+//! life, so a certificate replaced on SIGHUP is used by new handshakes only, and each
+//! connection's binding hash is that of the certificate it was actually served.
 
-use std::path::Path;
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
 
 use iwa::conn::{ChannelBinding, ExtendedProtection};
 use iwa_proto::der::{Reader, Tag};
@@ -30,10 +35,23 @@ impl std::fmt::Debug for Tls {
     }
 }
 
+/// ALPN protocol ID of HTTP/2.
+pub const ALPN_H2: &[u8] = b"h2";
+
 /// Reads the PEM certificate chain (leaf first) and private key and builds the
-/// server configuration: TLS 1.2 and 1.3, ALPN `http/1.1` only (NTLM is bound to its
-/// connection and cannot work over HTTP/2).
+/// server configuration: TLS 1.2 and 1.3, ALPN `http/1.1` only.
 pub fn load(cert: &Path, key: &Path, mode: ExtendedProtection) -> Result<Tls, String> {
+    load_with(cert, key, mode, false)
+}
+
+/// Like [`load`]; with `http2`, ALPN offers `h2` before `http/1.1`. Only for listeners
+/// without NTLM: NTLM is bound to its connection and cannot work over HTTP/2.
+pub fn load_with(
+    cert: &Path,
+    key: &Path,
+    mode: ExtendedProtection,
+    http2: bool,
+) -> Result<Tls, String> {
     let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
         .map_err(|e| format!("cannot read {}: {e}", cert.display()))?
         .collect::<Result<_, _>>()
@@ -56,7 +74,11 @@ pub fn load(cert: &Path, key: &Path, mode: ExtendedProtection) -> Result<Tls, St
                 key.display()
             )
         })?;
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    config.alpn_protocols = if http2 {
+        vec![ALPN_H2.to_vec(), b"http/1.1".to_vec()]
+    } else {
+        vec![b"http/1.1".to_vec()]
+    };
     let cert_hash = tls_server_end_point_hash(&leaf);
     let binding = (mode != ExtendedProtection::Off)
         .then(|| Arc::new(ChannelBinding::tls_server_end_point(&cert_hash, mode)));
@@ -66,6 +88,80 @@ pub fn load(cert: &Path, key: &Path, mode: ExtendedProtection) -> Result<Tls, St
         cert_hash,
         leaf,
     })
+}
+
+/// The listener's TLS: the current certificate and key, replaced on [`reload`]
+/// (SIGHUP) without touching open connections.
+///
+/// [`reload`]: ReloadableTls::reload
+pub struct ReloadableTls {
+    cert: PathBuf,
+    key: PathBuf,
+    mode: ExtendedProtection,
+    http2: bool,
+    current: RwLock<Arc<Tls>>,
+}
+
+impl std::fmt::Debug for ReloadableTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReloadableTls")
+            .field("cert", &self.cert)
+            .field("http2", &self.http2)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ReloadableTls {
+    /// Loads the pair; `http2` offers `h2` by ALPN (see [`load_with`]).
+    pub fn new(
+        cert: &Path,
+        key: &Path,
+        mode: ExtendedProtection,
+        http2: bool,
+    ) -> Result<Self, String> {
+        let tls = load_with(cert, key, mode, http2)?;
+        Ok(ReloadableTls {
+            cert: cert.to_owned(),
+            key: key.to_owned(),
+            mode,
+            http2,
+            current: RwLock::new(Arc::new(tls)),
+        })
+    }
+
+    /// The pair for a new connection; the connection keeps it to its end.
+    pub fn current(&self) -> Arc<Tls> {
+        // A poisoned lock only means a panic while swapping in a complete value.
+        self.current
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Whether ALPN offers `h2`.
+    pub fn http2(&self) -> bool {
+        self.http2
+    }
+
+    /// Reads the certificate and key files again. A pair that does not load (or a key
+    /// that group/other can read) leaves the current one in place; the error says why.
+    /// Returns the new certificate's description.
+    pub fn reload(&self) -> Result<String, String> {
+        use std::os::unix::fs::PermissionsExt;
+        let meta = std::fs::metadata(&self.key)
+            .map_err(|e| format!("cannot read {}: {e}", self.key.display()))?;
+        if meta.permissions().mode() & 0o077 != 0 {
+            return Err(format!(
+                "{} is readable by group or others (run `chmod 600 {}`)",
+                self.key.display(),
+                self.key.display()
+            ));
+        }
+        let tls = load_with(&self.cert, &self.key, self.mode, self.http2)?;
+        let described = describe(&tls.leaf).unwrap_or_else(|| "certificate".into());
+        *self.current.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(tls);
+        Ok(described)
+    }
 }
 
 // signatureAlgorithm OIDs (contents octets) whose hash is stronger than SHA-256.

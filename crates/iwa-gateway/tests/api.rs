@@ -6,10 +6,16 @@ mod support;
 use serde_json::Value;
 use support::*;
 
-fn api_gateway(realm: &iwa_testrealm::MitRealm, backend: &str) -> Gateway {
-    let cfg = GatewayConfig::new(realm, backend).kerberos_line(
-        "\n[impersonation]\nallow_impersonation = [\"alice@IWA.TEST\"]\n\n[[route]]\npath = \"/\"\nauth = \"anonymous\"\n",
-    );
+fn api_gateway(realm: &iwa_testrealm::MitRealm, backend: &str, dir: &TempDir) -> Gateway {
+    let key = keygen(dir.path());
+    let directory = dir.path().join("directory.toml");
+    std::fs::write(&directory, "[users]\n\"IWA\\\\bob\" = \"\"\n").unwrap();
+    let cfg = GatewayConfig::new(realm, backend).kerberos_line(&format!(
+        "\n[impersonation]\nallow_impersonation = [\"alice@IWA.TEST\"]\nkey_file = {}\n\n\
+         [directory]\nfile = {}\n\n[[route]]\npath = \"/\"\nauth = \"anonymous\"\n",
+        toml_str(&key.display().to_string()),
+        toml_str(&directory.display().to_string()),
+    ));
     Gateway::start(realm, &cfg)
 }
 
@@ -17,7 +23,8 @@ fn api_gateway(realm: &iwa_testrealm::MitRealm, backend: &str) -> Gateway {
 fn whoami_requires_a_login_and_reports_permissions() {
     let realm = realm();
     let echo = echo();
-    let gw = api_gateway(&realm, &echo.url());
+    let dir = TempDir::new("iwa-api").unwrap();
+    let gw = api_gateway(&realm, &echo.url(), &dir);
     let r = gw
         .get_raw("/.iwa/api/whoami", &[("Accept", "application/json")])
         .unwrap();

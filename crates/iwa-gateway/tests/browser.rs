@@ -224,64 +224,89 @@ impl Drop for ChromiumGuard {
     }
 }
 
+/// A browser run's private directories: the profile, and HOME/XDG/TMPDIR, all under
+/// one temp dir whose path marks the run's processes.
+struct BrowserDirs {
+    dir: TempDir,
+    profile: PathBuf,
+}
+
+impl BrowserDirs {
+    fn new() -> Self {
+        let dir = TempDir::new("iwa-chromium").expect("temp dir");
+        let profile = dir.path().join("profile");
+        for d in [&profile, &dir.path().join("home"), &dir.path().join("tmp")] {
+            std::fs::create_dir_all(d).expect("create chromium dirs");
+        }
+        std::fs::write(profile.join("Local State"), LOCAL_STATE).expect("write Local State");
+        BrowserDirs { dir, profile }
+    }
+
+    /// A command with an environment of only PATH, HOME/XDG/TMPDIR inside the run's dir
+    /// and the Kerberos variables `krb5`, in its own process group.
+    fn command(&self, program: &Path, krb5: &[(&'static str, OsString)]) -> Command {
+        let home = self.dir.path().join("home");
+        let mut cmd = Command::new(program);
+        cmd.env_clear()
+            .env(
+                "PATH",
+                std::env::var_os("PATH").unwrap_or_else(|| "/usr/bin:/bin".into()),
+            )
+            .env("HOME", &home)
+            .env("XDG_CONFIG_HOME", home.join(".config"))
+            .env("XDG_CACHE_HOME", home.join(".cache"))
+            .env("TMPDIR", self.dir.path().join("tmp"))
+            .envs(krb5.iter().map(|(k, v)| (*k, v)))
+            .stdin(Stdio::null())
+            // Its own process group: helpers reparented after it exits are still found.
+            .process_group(0);
+        cmd
+    }
+
+    /// Spawns `cmd` under a guard that kills what is left of it (by PID) on drop.
+    fn spawn(&self, mut cmd: Command) -> ChromiumGuard {
+        let child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn {cmd:?}: {e} (run scripts/deps.sh)"));
+        ChromiumGuard {
+            pid: child.id(),
+            child: Some(child),
+            marker: format!("{}/", self.dir.path().display()),
+        }
+    }
+}
+
 /// Run headless Chromium once against `url` with exactly the Kerberos variables `krb5`
 /// (nothing else from this process's environment) and return the final DOM.
 fn chromium_dump_dom(url: &str, krb5: &[(&'static str, OsString)]) -> BrowserRun {
     let bin = chromium_bin();
     // Declared before the guard: dropped after it, so the profile outlives Chromium.
-    let dir = TempDir::new("iwa-chromium").expect("temp dir");
-    let profile = dir.path().join("profile");
-    let home = dir.path().join("home");
-    let tmp = dir.path().join("tmp");
-    for d in [&profile, &home, &tmp] {
-        std::fs::create_dir_all(d).expect("create chromium dirs");
-    }
-    std::fs::write(profile.join("Local State"), LOCAL_STATE).expect("write Local State");
-    let dom_path = dir.path().join("dom.html");
-    let log_path = dir.path().join("chromium.log");
+    let dirs = BrowserDirs::new();
+    let dom_path = dirs.dir.path().join("dom.html");
+    let log_path = dirs.dir.path().join("chromium.log");
 
-    let mut cmd = Command::new(&bin);
-    cmd.env_clear()
-        .env(
-            "PATH",
-            std::env::var_os("PATH").unwrap_or_else(|| "/usr/bin:/bin".into()),
-        )
-        .env("HOME", &home)
-        .env("XDG_CONFIG_HOME", home.join(".config"))
-        .env("XDG_CACHE_HOME", home.join(".cache"))
-        .env("TMPDIR", &tmp)
-        .envs(krb5.iter().map(|(k, v)| (*k, v)))
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--disable-dev-shm-usage",
-            "--no-proxy-server",
-            "--auth-server-allowlist=localhost",
-        ])
-        .arg(format!("--user-data-dir={}", profile.display()))
-        .arg(format!("--timeout={NAVIGATION_TIMEOUT_MS}"))
-        .arg("--dump-dom")
-        .arg(url)
-        .stdin(Stdio::null())
-        .stdout(std::fs::File::create(&dom_path).expect("dom file"))
-        .stderr(std::fs::File::create(&log_path).expect("log file"))
-        // Its own process group: helpers reparented after it exits are still found.
-        .process_group(0);
+    let mut cmd = dirs.command(&bin, krb5);
+    cmd.args([
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--disable-dev-shm-usage",
+        "--no-proxy-server",
+        "--auth-server-allowlist=localhost",
+    ])
+    .arg(format!("--user-data-dir={}", dirs.profile.display()))
+    .arg(format!("--timeout={NAVIGATION_TIMEOUT_MS}"))
+    .arg("--dump-dom")
+    .arg(url)
+    .stdout(std::fs::File::create(&dom_path).expect("dom file"))
+    .stderr(std::fs::File::create(&log_path).expect("log file"));
     let started = Instant::now();
-    let child = cmd
-        .spawn()
-        .unwrap_or_else(|e| panic!("spawn {}: {e} (run scripts/deps.sh)", bin.display()));
-    let mut guard = ChromiumGuard {
-        pid: child.id(),
-        child: Some(child),
-        marker: format!("{}/", dir.path().display()),
-    };
+    let mut guard = dirs.spawn(cmd);
     let status = guard.wait(CHROMIUM_TIMEOUT);
     let elapsed = started.elapsed();
     let dom = std::fs::read_to_string(&dom_path).unwrap_or_default();
@@ -293,7 +318,7 @@ fn chromium_dump_dom(url: &str, krb5: &[(&'static str, OsString)]) -> BrowserRun
         );
     };
     drop(guard);
-    drop(dir);
+    drop(dirs);
     BrowserRun {
         dom,
         log,
@@ -438,4 +463,115 @@ fn page_text_reads_json_from_chromium_dom() {
     assert_eq!(r.path, "/a");
     assert_eq!(r.header("x"), Some("a&b <c> \"q\""));
     assert!(echo_from_dom("<html><body><h1>401 Unauthorized</h1></body></html>").is_none());
+}
+
+/// The Python interpreter's real path (the pyenv shim needs a HOME the browser
+/// environment does not have).
+fn python_executable() -> PathBuf {
+    let out = Command::new(python())
+        .args(["-c", "import sys; print(sys.executable)"])
+        .output()
+        .expect("python runs");
+    assert!(out.status.success(), "{out:?}");
+    PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
+}
+
+/// Against the Samba AD DC: alice signs in to the admin page by Kerberos SSO in
+/// headless Chromium (Selenium driving Debian's chromium-driver), impersonates bob
+/// through the page's form, the backend sees bob with alice as the impersonator, and
+/// the page's stop button ends it — all audited.
+#[test]
+fn chromium_impersonates_through_the_admin_page() {
+    use iwa_testrealm::samba::{SambaDc, AD_ALICE, AD_ALICE_PASSWORD, AD_BOB};
+    let realm = realm();
+    let dc = SambaDc::standard().expect("Samba AD DC");
+    let echo = echo();
+    let dir = TempDir::new("iwa-browser-imp").expect("temp dir");
+    let gw = ad_impersonation_gateway(&realm, &dc, &echo.url(), dir.path(), "");
+    let cc = dc.kinit(AD_ALICE, AD_ALICE_PASSWORD).expect("kinit alice");
+    let krb5 = vec![
+        ("KRB5_CONFIG", dc.krb5_conf().as_os_str().to_owned()),
+        ("KRB5CCNAME", OsString::from(cc.name())),
+    ];
+
+    let dirs = BrowserDirs::new();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients/browser_impersonate.py");
+    let out_path = dirs.dir.path().join("out.json");
+    let log_path = dirs.dir.path().join("selenium.log");
+    let mut cmd = dirs.command(&python_executable(), &krb5);
+    cmd.arg(&script)
+        .arg(gw.url("").trim_end_matches('/'))
+        .arg("EXAMPLE\\bob")
+        .arg("INC-0042 checking bob's view")
+        .arg(&dirs.profile)
+        .env("PYTHONDONTWRITEBYTECODE", "1")
+        .env("IWA_TEST_CHROMIUM", chromium_bin())
+        .stdout(std::fs::File::create(&out_path).expect("out file"))
+        .stderr(std::fs::File::create(&log_path).expect("log file"));
+    let mut guard = dirs.spawn(cmd);
+    let status = guard.wait(Duration::from_secs(120));
+    drop(guard);
+    let out = std::fs::read_to_string(&out_path).unwrap_or_default();
+    let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+    let ctx = format!(
+        "--- selenium stderr ---\n{log}\n--- gateway log ---\n{}",
+        gw.log()
+    );
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "the browser run failed ({status:?})\n{ctx}"
+    );
+    let v: serde_json::Value = serde_json::from_str(out.trim())
+        .unwrap_or_else(|e| panic!("selenium output is not JSON ({e}): {out}\n{ctx}"));
+    let s = |k: &str| v[k].as_str().unwrap_or("").to_owned();
+
+    // SSO: the admin page knew alice without a prompt, and offered the form.
+    assert!(s("page_before").contains("EXAMPLE\\alice"), "{v:#}\n{ctx}");
+    // After the form: redirected back to the page, which shows the banner.
+    assert!(s("url_after_start").ends_with("/.iwa/"), "{v:#}");
+    assert!(
+        s("banner").contains("You are acting as EXAMPLE\\bob"),
+        "{v:#}"
+    );
+    assert!(s("banner").contains("INC-0042"), "{v:#}");
+    // The backend saw bob, with alice as the impersonator, and bob's SID.
+    assert_eq!(s("acting_user"), "EXAMPLE\\bob", "{v:#}");
+    assert_eq!(s("acting_impersonator"), "EXAMPLE\\alice", "{v:#}");
+    assert_eq!(s("acting_sid"), dc.user_sid(AD_BOB).unwrap(), "{v:#}");
+    // Stopped from the page: alice again, no impersonator.
+    assert!(!s("page_after_stop").contains("You are acting as"), "{v:#}");
+    assert_eq!(s("after_user"), "EXAMPLE\\alice", "{v:#}");
+    assert!(v["after_impersonator"].is_null(), "{v:#}");
+
+    let audit = std::fs::read_to_string(dir.path().join("audit.jsonl")).unwrap_or_default();
+    let events: Vec<serde_json::Value> = audit
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .map(|e| e["fields"].clone())
+        .collect();
+    let has = |event: &str, path: Option<&str>| {
+        events.iter().any(|e| {
+            e["event"] == event
+                && e["actor"] == "EXAMPLE\\alice"
+                && path.is_none_or(|p| e["path"] == p)
+        })
+    };
+    assert!(has("impersonation_start", None), "{audit}");
+    assert!(has("impersonation_request", Some("/app/report")), "{audit}");
+    assert!(has("impersonation_stop", None), "{audit}");
+    // The browser's requests reached the backend as bob, then as alice.
+    let users: Vec<String> = echo
+        .requests()
+        .iter()
+        .filter(|r| r.path.starts_with("/app/"))
+        .map(|r| format!("{} {}", r.path, r.header("x-remote-user").unwrap_or("-")))
+        .collect();
+    assert!(
+        users.contains(&"/app/report EXAMPLE\\bob".to_owned()),
+        "{users:?}"
+    );
+    assert!(
+        users.contains(&"/app/after EXAMPLE\\alice".to_owned()),
+        "{users:?}"
+    );
 }

@@ -74,3 +74,59 @@ fn refused_on_a_network_listener_unless_dangerously_allowed() {
     let (ok, text) = check(&format!("{base}{FAKE}"));
     assert!(ok, "{text}");
 }
+
+#[test]
+fn admin_page_warns_and_impersonation_works_on_top() {
+    let realm = realm();
+    let echo = echo();
+    let dir = iwa_testrealm::TempDir::new("iwa-fake-imp").unwrap();
+    let key = keygen(dir.path());
+    let directory = dir.path().join("directory.toml");
+    std::fs::write(
+        &directory,
+        "[users]\n\"EXAMPLE\\\\bob\" = \"S-1-5-21-1-2-3-1105\"\n",
+    )
+    .unwrap();
+    let cfg = GatewayConfig::new(&realm, echo.url()).kerberos_line(&format!(
+        "{FAKE}\n[impersonation]\nallow_impersonation = [\"EXAMPLE\\\\Developers\"]\nkey_file = {}\n\n[directory]\nfile = {}\n",
+        toml_str(&key.display().to_string()),
+        toml_str(&directory.display().to_string()),
+    ));
+    let gw = Gateway::start(&realm, &cfg);
+    let page = gw.get_raw("/.iwa/", &[]).unwrap();
+    assert_eq!(page.status, 200, "{}", gw.log());
+    let text = page.text();
+    assert!(text.contains("Fake identity mode"), "{text}");
+    assert!(text.contains("EXAMPLE\\alice"));
+
+    let jar = dir.path().join("jar");
+    let jar_s = jar.display().to_string();
+    let origin = format!("Origin: http://localhost:{}", gw.addr().port());
+    let r = curl(
+        None,
+        &realm,
+        &[gw.url("/.iwa/api/impersonation")],
+        &[
+            "-c",
+            &jar_s,
+            "-X",
+            "POST",
+            "-H",
+            "Content-Type: application/json",
+            "-H",
+            &origin,
+            "--data-binary",
+            r#"{"user": "EXAMPLE\\bob", "reason": "dev"}"#,
+        ],
+    )
+    .pop()
+    .unwrap();
+    assert_eq!(r.status, 204, "{}", r.text());
+    let seen = curl(None, &realm, &[gw.url("/x")], &["-b", &jar_s])
+        .pop()
+        .unwrap()
+        .echo();
+    assert_eq!(seen.header("x-remote-user"), Some("EXAMPLE\\bob"));
+    assert_eq!(seen.header("x-remote-impersonator"), Some("EXAMPLE\\alice"));
+    assert_eq!(seen.header("x-remote-auth-method"), Some("Fake"));
+}

@@ -15,9 +15,21 @@
 //! interval (doubling up to a minute), identities go on with SIDs only, and one warning
 //! is logged per interval, not per request.
 //!
+//! Concurrent misses on the same key share one lookup (single flight): the first request
+//! asks, the others wait for its answer (within their own timeout).
+//!
 //! Well-known and non-domain SIDs (`S-1-18-1`, which Samba puts in every PAC, `S-1-1-0`,
 //! `S-1-5-32-*`, …) are never sent to the directory: a few get a fixed name, the others
 //! stay unnamed. Only domain SIDs (`S-1-5-21-*`) are looked up.
+//!
+//! **Users by name.** [`Directory::resolve_user`] finds an account (`DOMAIN\user`,
+//! `user@REALM`, `user`) and builds the identity a login would give, with a `disabled`
+//! flag: the target of impersonation. Unlike enrichment it fails loudly: "the directory
+//! cannot tell" is an error, never "no such user".
+//!
+//! **LDAP security.** `ldaps://` or StartTLS with certificate and host name checks
+//! (system roots, or exactly the CAs of a `ca_file`); a simple bind over plain
+//! `ldap://` to a host that is not loopback is refused unless explicitly allowed.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
@@ -32,7 +44,7 @@ use std::time::{Duration, Instant};
 use tracing::{debug, info, warn};
 use zeroize::Zeroizing;
 
-use crate::identity::{Group, Identity};
+use crate::identity::{AuthMethod, Group, Identity};
 
 /// A boxed future, for the object-safe backend trait.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -50,8 +62,16 @@ pub enum DirectoryError {
     Timeout(Duration),
     #[error("the directory refused the bind: {0}")]
     Bind(String),
+    /// The TLS handshake failed: most often the certificate is not signed by a CA of
+    /// the CA file, or does not name the host of the URL.
+    #[error("TLS with the directory failed: {0} (check the CA file and that the certificate names the host in the URL)")]
+    Tls(String),
     #[error("the directory answered with an error: {0}")]
     Protocol(String),
+    /// A recent failure put the backend in its backoff interval; it is not asked again
+    /// before this much time has passed.
+    #[error("the directory failed recently; next attempt in {0:?}")]
+    Backoff(Duration),
     #[error("{0}")]
     Config(String),
 }
@@ -64,6 +84,106 @@ pub struct AccountName {
     /// The NetBIOS domain, when the backend knows it (else the directory's or the
     /// identity's domain is used).
     pub domain: Option<String>,
+}
+
+/// A user account as the directory knows it ([`DirectoryBackend::lookup_user`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DirectoryUser {
+    /// `sAMAccountName`, e.g. `bob`, as the directory spells it.
+    pub account: String,
+    /// The NetBIOS domain, when known.
+    pub domain: Option<String>,
+    /// The Kerberos realm (for AD the domain's DNS name in upper case), when known.
+    pub realm: Option<String>,
+    /// `userPrincipalName`, e.g. `bob@example.test`, when set.
+    pub principal: Option<String>,
+    pub sid: Option<String>,
+    /// The account cannot log on: disabled (`userAccountControl` bit `ACCOUNTDISABLE`)
+    /// or locked out (`msDS-User-Account-Control-Computed` bit `LOCKOUT`); for the
+    /// static file, listed in `disabled`.
+    pub disabled: bool,
+    /// Transitive group SIDs, the primary group included (`tokenGroups` for LDAP, the
+    /// closure of `members` for the static file).
+    pub group_sids: Vec<String>,
+}
+
+/// A user name as an operator types it: `DOMAIN\user`, `user@REALM` or `user`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UserName {
+    /// `DOMAIN\user` or a bare `user`.
+    Account {
+        domain: Option<String>,
+        account: String,
+    },
+    /// `user@REALM` (a Kerberos principal or `userPrincipalName`).
+    Principal { account: String, realm: String },
+}
+
+impl UserName {
+    /// Parses a user name; `None` for an empty part, a second backslash, or a control
+    /// character. Surrounding whitespace is ignored.
+    pub fn parse(name: &str) -> Option<UserName> {
+        let name = name.trim();
+        if name.is_empty() || name.chars().any(char::is_control) {
+            return None;
+        }
+        if let Some((domain, account)) = name.split_once('\\') {
+            if domain.is_empty() || account.is_empty() || account.contains('\\') {
+                return None;
+            }
+            return Some(UserName::Account {
+                domain: Some(domain.to_owned()),
+                account: account.to_owned(),
+            });
+        }
+        if let Some((account, realm)) = name.rsplit_once('@') {
+            if account.is_empty() || realm.is_empty() {
+                return None;
+            }
+            return Some(UserName::Principal {
+                account: account.to_owned(),
+                realm: realm.to_owned(),
+            });
+        }
+        Some(UserName::Account {
+            domain: None,
+            account: name.to_owned(),
+        })
+    }
+
+    /// The account part (`user`).
+    pub fn account(&self) -> &str {
+        match self {
+            UserName::Account { account, .. } | UserName::Principal { account, .. } => account,
+        }
+    }
+}
+
+impl fmt::Display for UserName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            UserName::Account {
+                domain: Some(d),
+                account,
+            } => write!(f, "{d}\\{account}"),
+            UserName::Account {
+                domain: None,
+                account,
+            } => f.write_str(account),
+            UserName::Principal { account, realm } => write!(f, "{account}@{realm}"),
+        }
+    }
+}
+
+/// What [`Directory::resolve_user`] finds: the identity the user would have after a
+/// login (names filled in), and whether the account may log on at all.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResolvedUser {
+    /// `method` is [`AuthMethod::Kerberos`], how a domain user normally logs on; a
+    /// caller acting on behalf of someone sets its own. `expires` is `None`.
+    pub identity: Identity,
+    /// Disabled or locked out: a caller should not act as this user.
+    pub disabled: bool,
 }
 
 /// Where names and memberships come from. Object-safe so tests can fake it.
@@ -79,6 +199,14 @@ pub trait DirectoryBackend: Send + Sync + fmt::Debug {
         &'a self,
         user: &'a str,
     ) -> BoxFuture<'a, Result<Option<Vec<String>>, DirectoryError>>;
+
+    /// Finds one user account. `name` is `DOMAIN\\user`, `user@REALM` or `user` (see
+    /// [`UserName`]); `None` when there is no such user, or the domain or realm named
+    /// is not this directory's.
+    fn lookup_user<'a>(
+        &'a self,
+        name: &'a str,
+    ) -> BoxFuture<'a, Result<Option<DirectoryUser>, DirectoryError>>;
 
     /// For log lines: `ldap://127.0.0.2`, `file /etc/iwa/directory.toml`.
     fn describe(&self) -> String;
@@ -185,6 +313,36 @@ pub struct DirectoryStats {
     pub misses: u64,
     pub backend_calls: u64,
     pub backend_failures: u64,
+    /// Misses answered by waiting for another request's identical lookup.
+    pub shared: u64,
+}
+
+/// What an in-flight lookup is for (the key namespaces of [`Directory`]'s flights).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum FlightKind {
+    Sid,
+    Groups,
+    User,
+}
+
+/// The keys one request is fetching from the backend; whoever needs one of them
+/// meanwhile waits for this request instead of asking too. Dropping it (done, failed
+/// or cancelled) releases the keys and wakes the waiters.
+struct Flight<'a> {
+    dir: &'a Directory,
+    kind: FlightKind,
+    keys: Vec<String>,
+    _done: tokio::sync::watch::Sender<()>,
+}
+
+impl Drop for Flight<'_> {
+    fn drop(&mut self) {
+        let mut inflight = self.dir.inflight.lock().unwrap_or_else(|p| p.into_inner());
+        for k in self.keys.drain(..) {
+            inflight.remove(&(self.kind, k));
+        }
+        // `_done` is dropped after this: the waiters' `changed()` returns.
+    }
 }
 
 /// SID → name and user → groups, cached. Share it (`Arc`); one per process.
@@ -193,6 +351,10 @@ pub struct Directory {
     settings: DirectorySettings,
     names: RwLock<HashMap<String, Cached<Option<AccountName>>>>,
     groups: RwLock<HashMap<String, Cached<Option<Vec<String>>>>>,
+    /// Normalized user name (lower case) → the account.
+    users: RwLock<HashMap<String, Cached<Option<DirectoryUser>>>>,
+    /// Lookups under way (single flight): key → a receiver that wakes when it is done.
+    inflight: Mutex<HashMap<(FlightKind, String), tokio::sync::watch::Receiver<()>>>,
     health: Mutex<Health>,
     stats: Mutex<DirectoryStats>,
 }
@@ -231,6 +393,8 @@ impl Directory {
             settings,
             names: RwLock::new(HashMap::new()),
             groups: RwLock::new(HashMap::new()),
+            users: RwLock::new(HashMap::new()),
+            inflight: Mutex::new(HashMap::new()),
             health: Mutex::new(Health::default()),
             stats: Mutex::new(DirectoryStats::default()),
         }
@@ -248,10 +412,62 @@ impl Directory {
         f(&mut self.stats.lock().unwrap_or_else(|p| p.into_inner()));
     }
 
-    /// Whether the backend is in its backoff interval.
-    fn is_down(&self, now: Instant) -> bool {
+    /// Single flight: claims the `keys` nobody is fetching yet (the returned flight,
+    /// `None` if all are taken) and returns the receivers of the flights that already
+    /// fetch the others.
+    fn claim(
+        &self,
+        kind: FlightKind,
+        keys: &[String],
+    ) -> (Option<Flight<'_>>, Vec<tokio::sync::watch::Receiver<()>>) {
+        let (tx, rx) = tokio::sync::watch::channel(());
+        let mut mine = Vec::new();
+        let mut waits: Vec<tokio::sync::watch::Receiver<()>> = Vec::new();
+        let mut inflight = self.inflight.lock().unwrap_or_else(|p| p.into_inner());
+        for k in keys {
+            match inflight.get(&(kind, k.clone())) {
+                Some(other) => {
+                    if !waits.iter().any(|w| w.same_channel(other)) {
+                        waits.push(other.clone());
+                    }
+                }
+                None => {
+                    inflight.insert((kind, k.clone()), rx.clone());
+                    mine.push(k.clone());
+                }
+            }
+        }
+        drop(inflight);
+        let flight = (!mine.is_empty()).then(|| Flight {
+            dir: self,
+            kind,
+            keys: mine,
+            _done: tx,
+        });
+        (flight, waits)
+    }
+
+    /// Waits (at most `budget`) until the given flights are done.
+    async fn wait_for(&self, waits: Vec<tokio::sync::watch::Receiver<()>>, budget: Duration) {
+        if waits.is_empty() {
+            return;
+        }
+        self.count(|s| s.shared += 1);
+        let all = async {
+            for mut w in waits {
+                // Never sent to: returns when the flight's sender is dropped.
+                let _ = w.changed().await;
+            }
+        };
+        let _ = tokio::time::timeout(budget, all).await;
+    }
+
+    /// How long the backend is still left alone, if it is in its backoff interval.
+    fn backoff_left(&self, now: Instant) -> Option<Duration> {
         let h = self.health.lock().unwrap_or_else(|p| p.into_inner());
-        h.down_until.is_some_and(|t| now < t)
+        h.down_until
+            .filter(|t| now < *t)
+            .map(|t| t.saturating_duration_since(now))
     }
 
     fn record_success(&self) {
@@ -293,29 +509,31 @@ impl Directory {
         }
     }
 
-    /// Runs one backend batch under the timeout and the backoff rule. `None` when the
-    /// backend is down or failed (the caller goes on without).
-    async fn call<T>(
+    /// Runs one backend batch under the backoff rule, bounded by `budget`. A failure
+    /// (error or timeout) starts or extends the backoff.
+    async fn call_within<T>(
         &self,
         now: Instant,
+        budget: Duration,
         fut: impl Future<Output = Result<T, DirectoryError>>,
-    ) -> Option<T> {
-        if self.is_down(now) {
-            return None;
+    ) -> Result<T, DirectoryError> {
+        if let Some(left) = self.backoff_left(now) {
+            return Err(DirectoryError::Backoff(left));
         }
         self.count(|s| s.backend_calls += 1);
-        let result = match tokio::time::timeout(self.settings.timeout, fut).await {
+        let result = match tokio::time::timeout(budget, fut).await {
             Ok(r) => r,
+            // Reported as the configured bound, whatever part of it was left.
             Err(_) => Err(DirectoryError::Timeout(self.settings.timeout)),
         };
         match result {
             Ok(v) => {
                 self.record_success();
-                Some(v)
+                Ok(v)
             }
             Err(e) => {
                 self.record_failure(Instant::now().max(now), &e);
-                None
+                Err(e)
             }
         }
     }
@@ -380,15 +598,34 @@ impl Directory {
     /// The user's transitive group SIDs (cached), or `None` if unknown or unavailable.
     pub async fn token_groups_at(&self, user: &str, now: Instant) -> Option<Vec<String>> {
         let key = user.to_ascii_lowercase();
-        {
+        let cached = |now: Instant| {
             let groups = self.groups.read().unwrap_or_else(|p| p.into_inner());
-            if let Some(c) = groups.get(&key).filter(|c| now < c.expires) {
-                self.count(|s| s.hits += 1);
-                return c.value.clone();
-            }
+            groups
+                .get(&key)
+                .filter(|c| now < c.expires)
+                .map(|c| c.value.clone())
+        };
+        if let Some(v) = cached(now) {
+            self.count(|s| s.hits += 1);
+            return v;
         }
         self.count(|s| s.misses += 1);
-        let found = self.call(now, self.backend.token_groups(user)).await?;
+        let started = Instant::now();
+        let (flight, waits) = self.claim(FlightKind::Groups, std::slice::from_ref(&key));
+        if flight.is_none() {
+            self.wait_for(waits, self.settings.timeout).await;
+            if let Some(v) = cached(now) {
+                return v;
+            }
+        }
+        let budget = self.settings.timeout.saturating_sub(started.elapsed());
+        if budget.is_zero() {
+            return None;
+        }
+        let found = self
+            .call_within(now, budget, self.backend.token_groups(user))
+            .await
+            .ok()?;
         let ttl = if found.is_some() {
             self.settings.cache_ttl
         } else {
@@ -409,6 +646,13 @@ impl Directory {
 
     /// Names the identity's groups from the cache; on a miss, one bounded batch lookup.
     pub async fn name_groups_at(&self, identity: &mut Identity, now: Instant) {
+        self.name_groups_within(identity, now, self.settings.timeout)
+            .await;
+    }
+
+    /// [`Directory::name_groups_at`] with the backend call bounded by `budget` (none at
+    /// all when the budget is spent).
+    async fn name_groups_within(&self, identity: &mut Identity, now: Instant, budget: Duration) {
         let domain = identity.domain.clone();
         let mut missing: Vec<String> = Vec::new();
         let mut hits = 0;
@@ -433,29 +677,39 @@ impl Directory {
             s.hits += hits;
             s.misses += missing.len() as u64;
         });
-        if missing.is_empty() {
+        if missing.is_empty() || budget.is_zero() {
             return;
         }
-        let Some(found) = self.call(now, self.backend.lookup_sids(&missing)).await else {
-            return;
+        let started = Instant::now();
+        let (flight, waits) = self.claim(FlightKind::Sid, &missing);
+        let mine: Vec<String> = flight.as_ref().map(|f| f.keys.clone()).unwrap_or_default();
+        // Ask for ours while others' lookups of the rest are under way.
+        let own = async {
+            if mine.is_empty() {
+                return Vec::new();
+            }
+            self.call_within(now, budget, self.backend.lookup_sids(&mine))
+                .await
+                .unwrap_or_default()
         };
-        {
-            let mut names = self.names.write().unwrap_or_else(|p| p.into_inner());
-            for (sid, name) in &found {
-                let ttl = if name.is_some() {
-                    self.settings.cache_ttl
-                } else {
-                    self.settings.negative_cache_ttl
-                };
-                insert_bounded(
-                    &mut names,
-                    sid.clone(),
-                    Cached {
-                        value: name.clone(),
-                        expires: now + ttl,
-                    },
-                    now,
-                );
+        let (mut found, ()) = tokio::join!(own, self.wait_for(waits, budget));
+        self.cache_names(&found, now);
+        drop(flight);
+        // A flight that was cancelled (its client went away) left its SIDs unanswered:
+        // ask for those too, if time is left.
+        let orphans: Vec<String> = missing
+            .iter()
+            .filter(|sid| !mine.contains(sid) && self.cached_name(sid, now).is_none())
+            .cloned()
+            .collect();
+        let left = budget.saturating_sub(started.elapsed());
+        if !orphans.is_empty() && !left.is_zero() {
+            if let Ok(more) = self
+                .call_within(now, left, self.backend.lookup_sids(&orphans))
+                .await
+            {
+                self.cache_names(&more, now);
+                found.extend(more);
             }
         }
         let found: HashMap<&str, &AccountName> = found
@@ -463,12 +717,187 @@ impl Directory {
             .filter_map(|(s, n)| n.as_ref().map(|n| (s.as_str(), n)))
             .collect();
         for g in identity.groups.iter_mut().filter(|g| g.name.is_none()) {
-            if let Some(sid) = g.sid.as_deref() {
-                if let Some(name) = found.get(sid) {
-                    g.name = Some(self.display(name, domain.as_deref(), sid));
-                }
+            let Some(sid) = g.sid.as_deref() else {
+                continue;
+            };
+            // Ours from the answer (even with a zero TTL), the others' from the cache.
+            let name = match found.get(sid) {
+                Some(n) => Some((*n).clone()),
+                None => self.cached_name(sid, now).flatten(),
+            };
+            if let Some(name) = name {
+                g.name = Some(self.display(&name, domain.as_deref(), sid));
             }
         }
+    }
+
+    /// Caches looked-up names (unknown SIDs for the negative TTL).
+    fn cache_names(&self, found: &SidNames, now: Instant) {
+        if found.is_empty() {
+            return;
+        }
+        let mut names = self.names.write().unwrap_or_else(|p| p.into_inner());
+        for (sid, name) in found {
+            let ttl = if name.is_some() {
+                self.settings.cache_ttl
+            } else {
+                self.settings.negative_cache_ttl
+            };
+            insert_bounded(
+                &mut names,
+                sid.clone(),
+                Cached {
+                    value: name.clone(),
+                    expires: now + ttl,
+                },
+                now,
+            );
+        }
+    }
+
+    /// Finds a user by name (`DOMAIN\\user`, `user@REALM` or `user`) and builds the
+    /// identity a login of that user would give: SID, transitive groups (primary group
+    /// included) with their names, domain, `user@REALM`. `Ok(None)`: no such user, or a
+    /// `DOMAIN\\` or realm that is not this directory's. An error when the directory
+    /// cannot tell (down, in backoff, timed out): never guess.
+    ///
+    /// Answers, positive and negative, are cached like names (`cache_ttl`,
+    /// `negative_cache_ttl`), so a disabled account is seen within `cache_ttl`. The
+    /// whole call is bounded by the directory timeout.
+    pub async fn resolve_user(&self, name: &str) -> Result<Option<ResolvedUser>, DirectoryError> {
+        self.resolve_user_at(name, Instant::now()).await
+    }
+
+    /// [`Directory::resolve_user`] with the clock as a parameter.
+    pub async fn resolve_user_at(
+        &self,
+        name: &str,
+        now: Instant,
+    ) -> Result<Option<ResolvedUser>, DirectoryError> {
+        let started = Instant::now();
+        let Some(user) = self.lookup_user_at(name, now).await? else {
+            return Ok(None);
+        };
+        let realm = user
+            .realm
+            .clone()
+            .or_else(|| {
+                user.principal
+                    .as_deref()
+                    .and_then(|p| p.rsplit_once('@'))
+                    .map(|(_, r)| r.to_ascii_uppercase())
+            })
+            .unwrap_or_default();
+        let principal = if realm.is_empty() {
+            user.principal
+                .clone()
+                .unwrap_or_else(|| user.account.clone())
+        } else {
+            format!("{}@{realm}", user.account)
+        };
+        let mut groups: Vec<Group> = Vec::with_capacity(user.group_sids.len());
+        for sid in &user.group_sids {
+            if !groups.iter().any(|g| g.sid.as_deref() == Some(sid)) {
+                groups.push(Group {
+                    sid: Some(sid.clone()),
+                    name: None,
+                });
+            }
+        }
+        let mut identity = Identity {
+            user: user.account.clone(),
+            realm,
+            domain: user.domain.clone().or_else(|| self.settings.domain.clone()),
+            principal,
+            sid: user.sid.clone(),
+            groups,
+            method: AuthMethod::Kerberos,
+            expires: None,
+        };
+        let budget = self.settings.timeout.saturating_sub(started.elapsed());
+        self.name_groups_within(&mut identity, now, budget).await;
+        Ok(Some(ResolvedUser {
+            identity,
+            disabled: user.disabled,
+        }))
+    }
+
+    /// The account behind `name` as the backend describes it (cached).
+    pub async fn lookup_user_at(
+        &self,
+        name: &str,
+        now: Instant,
+    ) -> Result<Option<DirectoryUser>, DirectoryError> {
+        let Some(parsed) = UserName::parse(name) else {
+            return Ok(None);
+        };
+        if let (
+            UserName::Account {
+                domain: Some(d), ..
+            },
+            Some(mine),
+        ) = (&parsed, self.settings.domain.as_deref())
+        {
+            if !d.eq_ignore_ascii_case(mine) {
+                return Ok(None);
+            }
+        }
+        let normalized = parsed.to_string();
+        let key = normalized.to_lowercase();
+        let cached = |now: Instant| {
+            let users = self.users.read().unwrap_or_else(|p| p.into_inner());
+            users
+                .get(&key)
+                .filter(|c| now < c.expires)
+                .map(|c| c.value.clone())
+        };
+        if let Some(v) = cached(now) {
+            self.count(|s| s.hits += 1);
+            return Ok(v);
+        }
+        self.count(|s| s.misses += 1);
+        let started = Instant::now();
+        let (flight, waits) = self.claim(FlightKind::User, std::slice::from_ref(&key));
+        if flight.is_none() {
+            self.wait_for(waits, self.settings.timeout).await;
+            if let Some(v) = cached(now) {
+                return Ok(v);
+            }
+        }
+        let budget = self.settings.timeout.saturating_sub(started.elapsed());
+        if budget.is_zero() {
+            return Err(DirectoryError::Timeout(self.settings.timeout));
+        }
+        let found = self
+            .call_within(now, budget, self.backend.lookup_user(&normalized))
+            .await?;
+        // A backend that knows the user's domain has checked it; one that does not
+        // cannot contradict the directory's.
+        let found = found.filter(|u| match (&parsed, u.domain.as_deref()) {
+            (
+                UserName::Account {
+                    domain: Some(d), ..
+                },
+                Some(theirs),
+            ) => d.eq_ignore_ascii_case(theirs),
+            _ => true,
+        });
+        let ttl = if found.is_some() {
+            self.settings.cache_ttl
+        } else {
+            self.settings.negative_cache_ttl
+        };
+        let mut users = self.users.write().unwrap_or_else(|p| p.into_inner());
+        insert_bounded(
+            &mut users,
+            key,
+            Cached {
+                value: found.clone(),
+                expires: now + ttl,
+            },
+            now,
+        );
+        Ok(found)
     }
 }
 
@@ -490,6 +919,31 @@ pub struct LdapSettings {
     pub starttls: bool,
     /// Bound on connect (and TLS) per attempt.
     pub timeout: Duration,
+    /// PEM file of the CAs that sign the directory's certificate (`ldaps://`,
+    /// StartTLS); only these are trusted then. `None`: the system's roots.
+    pub ca_file: Option<PathBuf>,
+    /// Accept any certificate for any name (logs a warning). Tests and emergencies only.
+    pub dangerous_skip_tls_verify: bool,
+    /// Allow a simple bind over plain `ldap://` to a host that is not loopback (the
+    /// password crosses the network in clear).
+    pub dangerous_allow_plaintext_bind: bool,
+}
+
+impl Default for LdapSettings {
+    /// Empty URL and base DN (fill them in); everything else the safe default.
+    fn default() -> Self {
+        LdapSettings {
+            url: String::new(),
+            base_dn: String::new(),
+            bind_dn: None,
+            bind_password_file: None,
+            starttls: false,
+            timeout: Duration::from_secs(3),
+            ca_file: None,
+            dangerous_skip_tls_verify: false,
+            dangerous_allow_plaintext_bind: false,
+        }
+    }
 }
 
 /// Active Directory over LDAP: one multiplexed connection, re-established after an
@@ -497,7 +951,22 @@ pub struct LdapSettings {
 pub struct LdapBackend {
     settings: LdapSettings,
     password: Option<Zeroizing<String>>,
+    /// The TLS client configuration when `ca_file` is set (else ldap3's: system roots,
+    /// or no verification with `dangerous_skip_tls_verify`).
+    tls: Option<Arc<rustls::ClientConfig>>,
     conn: tokio::sync::Mutex<Option<ldap3::Ldap>>,
+    /// The domain's NetBIOS and DNS names, read once from the rootDSE and the
+    /// partitions container.
+    domain: tokio::sync::OnceCell<DomainNames>,
+}
+
+/// What the directory says about its own domain.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct DomainNames {
+    /// `EXAMPLE`.
+    netbios: Option<String>,
+    /// `example.test`.
+    dns: Option<String>,
 }
 
 impl fmt::Debug for LdapBackend {
@@ -548,7 +1017,13 @@ pub fn read_secret_file(path: &Path) -> Result<Zeroizing<String>, DirectoryError
 fn ldap_err(e: ldap3::LdapError) -> DirectoryError {
     use ldap3::LdapError as E;
     match e {
-        E::Io { source } => DirectoryError::Unavailable(source.to_string()),
+        E::Io { source } => match source
+            .get_ref()
+            .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+        {
+            Some(tls) => DirectoryError::Tls(tls.to_string()),
+            None => DirectoryError::Unavailable(source.to_string()),
+        },
         E::Timeout { .. } => DirectoryError::Unavailable("timed out".into()),
         E::LdapResult { result } => DirectoryError::Protocol(format!(
             "result code {}{}",
@@ -566,9 +1041,133 @@ fn ldap_err(e: ldap3::LdapError) -> DirectoryError {
 /// LDAP result code for "no such object".
 const NO_SUCH_OBJECT: u32 = 32;
 
+/// `userAccountControl`: ACCOUNTDISABLE.
+const UF_ACCOUNTDISABLE: u32 = 0x2;
+/// `msDS-User-Account-Control-Computed`: LOCKOUT.
+const UF_LOCKOUT: u32 = 0x10;
+
+/// The filter that finds one user account by `attr` (`sAMAccountName`,
+/// `userPrincipalName`); `value` is escaped as RFC 4515 asks (`*`, `(`, `)`, `\`, NUL
+/// become `\2a`, `\28`, `\29`, `\5c`, `\00`), so a name can never widen the search.
+fn user_filter(attr: &str, value: &str) -> String {
+    format!(
+        "(&(objectClass=user)({attr}={}))",
+        ldap3::ldap_escape(value)
+    )
+}
+
+/// The values of `attr` as bytes, wherever ldap3 put them: it keeps an attribute whose
+/// values all happen to be valid UTF-8 (a binary SID can be) among the text ones.
+fn binary_values(entry: &ldap3::SearchEntry, attr: &str) -> Vec<Vec<u8>> {
+    let bin = entry
+        .bin_attrs
+        .iter()
+        .filter(|(k, _)| k.eq_ignore_ascii_case(attr))
+        .flat_map(|(_, v)| v.iter().cloned());
+    let text = entry
+        .attrs
+        .iter()
+        .filter(|(k, _)| k.eq_ignore_ascii_case(attr))
+        .flat_map(|(_, v)| v.iter().map(|s| s.as_bytes().to_vec()));
+    bin.chain(text).collect()
+}
+
+/// The first text value of `attr` (attribute names compare without case).
+fn text_value<'e>(entry: &'e ldap3::SearchEntry, attr: &str) -> Option<&'e str> {
+    entry
+        .attrs
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(attr))
+        .and_then(|(_, v)| v.first())
+        .map(String::as_str)
+}
+
+/// Decodes binary SIDs, skipping (and logging) any that do not decode.
+fn decode_sids(values: &[Vec<u8>], dn: &str, attr: &str) -> Vec<String> {
+    let mut sids = Vec::with_capacity(values.len());
+    for raw in values {
+        match iwa_proto::sid::Sid::from_bytes(raw) {
+            Ok(s) => sids.push(s.to_string()),
+            Err(e) => debug!(%dn, attr, "skipping an undecodable SID: {e}"),
+        }
+    }
+    sids
+}
+
+/// `DC=example,DC=test` → `example.test`; `None` when the DN has no `DC=` part.
+fn dns_name_of_dn(dn: &str) -> Option<String> {
+    let labels: Vec<&str> = dn
+        .split(',')
+        .filter_map(|rdn| {
+            let (k, v) = rdn.trim().split_once('=')?;
+            k.trim().eq_ignore_ascii_case("dc").then_some(v.trim())
+        })
+        .collect();
+    (!labels.is_empty()).then(|| labels.join("."))
+}
+
+/// The host of an `ldap://` / `ldaps://` URL (brackets of an IPv6 literal removed).
+pub fn ldap_url_host(url: &str) -> Option<&str> {
+    let (scheme, rest) = url.split_once("://")?;
+    if !scheme.eq_ignore_ascii_case("ldap") && !scheme.eq_ignore_ascii_case("ldaps") {
+        return None;
+    }
+    let authority = rest.split(['/', '?']).next().unwrap_or(rest);
+    let host = if let Some(v6) = authority.strip_prefix('[') {
+        v6.split_once(']')?.0
+    } else {
+        authority.rsplit_once(':').map_or(authority, |(h, _port)| h)
+    };
+    (!host.is_empty()).then_some(host)
+}
+
+/// A host that is this machine: `localhost`, 127.0.0.0/8, `::1`.
+pub fn is_loopback_host(host: &str) -> bool {
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// Whether a simple bind to `url` would send the password in clear over a network:
+/// plain `ldap://` without StartTLS to a host that is not loopback.
+pub fn is_plaintext_network_bind(url: &str, starttls: bool) -> bool {
+    let tls = url.to_ascii_lowercase().starts_with("ldaps://") || starttls;
+    !tls && !ldap_url_host(url).is_some_and(is_loopback_host)
+}
+
+/// A rustls client configuration that trusts exactly the CAs of a PEM file, with the
+/// usual certificate and host name checks.
+pub fn tls_config_from_ca_file(path: &Path) -> Result<Arc<rustls::ClientConfig>, DirectoryError> {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::CertificateDer;
+    let err = |m: String| DirectoryError::Config(format!("{}: {m}", path.display()));
+    let mut roots = rustls::RootCertStore::empty();
+    let mut n = 0usize;
+    for cert in CertificateDer::pem_file_iter(path).map_err(|e| err(e.to_string()))? {
+        let cert = cert.map_err(|e| err(format!("not a PEM certificate: {e}")))?;
+        roots
+            .add(cert)
+            .map_err(|e| err(format!("not a usable CA certificate: {e}")))?;
+        n += 1;
+    }
+    if n == 0 {
+        return Err(err("no PEM certificate in it".into()));
+    }
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| err(e.to_string()))?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    Ok(Arc::new(config))
+}
+
 impl LdapBackend {
-    /// Checks the settings and reads the password file; does not connect (the first
-    /// lookup does, so a directory that is down at start-up does not stop the gateway).
+    /// Checks the settings and reads the password and CA files; does not connect (the
+    /// first lookup does, so a directory that is down at start-up does not stop the
+    /// gateway).
     pub fn new(settings: LdapSettings) -> Result<Self, DirectoryError> {
         let lower = settings.url.to_ascii_lowercase();
         if !lower.starts_with("ldap://") && !lower.starts_with("ldaps://") {
@@ -582,6 +1181,42 @@ impl LdapBackend {
                 "StartTLS is for ldap:// URLs; ldaps:// is TLS already".into(),
             ));
         }
+        let uses_tls = lower.starts_with("ldaps://") || settings.starttls;
+        if settings.bind_dn.is_some() && is_plaintext_network_bind(&settings.url, settings.starttls)
+        {
+            if !settings.dangerous_allow_plaintext_bind {
+                return Err(DirectoryError::Config(format!(
+                    "a simple bind over plain ldap:// to {} would send the password in clear; \
+                     use ldaps:// or StartTLS (or dangerous_allow_plaintext_bind)",
+                    ldap_url_host(&settings.url).unwrap_or("the server")
+                )));
+            }
+            warn!(
+                url = %settings.url,
+                "dangerous_allow_plaintext_bind: the LDAP bind password crosses the network in clear"
+            );
+        }
+        if settings.ca_file.is_some() && settings.dangerous_skip_tls_verify {
+            return Err(DirectoryError::Config(
+                "a CA file and dangerous_skip_tls_verify contradict each other; keep one".into(),
+            ));
+        }
+        if (settings.ca_file.is_some() || settings.dangerous_skip_tls_verify) && !uses_tls {
+            return Err(DirectoryError::Config(
+                "TLS settings need an ldaps:// URL or StartTLS".into(),
+            ));
+        }
+        if settings.dangerous_skip_tls_verify {
+            warn!(
+                url = %settings.url,
+                "dangerous_skip_tls_verify: the directory's certificate is not checked; \
+                 anyone on the path can read the bind password and forge group names"
+            );
+        }
+        let tls = match &settings.ca_file {
+            Some(f) => Some(tls_config_from_ca_file(f)?),
+            None => None,
+        };
         let password = match (&settings.bind_dn, &settings.bind_password_file) {
             (Some(_), Some(f)) => Some(read_secret_file(f)?),
             (Some(_), None) => {
@@ -599,7 +1234,9 @@ impl LdapBackend {
         Ok(LdapBackend {
             settings,
             password,
+            tls,
             conn: tokio::sync::Mutex::new(None),
+            domain: tokio::sync::OnceCell::new(),
         })
     }
 
@@ -612,9 +1249,13 @@ impl LdapBackend {
             }
         }
         *slot = None;
-        let conn_settings = ldap3::LdapConnSettings::new()
+        let mut conn_settings = ldap3::LdapConnSettings::new()
             .set_conn_timeout(self.settings.timeout)
-            .set_starttls(self.settings.starttls);
+            .set_starttls(self.settings.starttls)
+            .set_no_tls_verify(self.settings.dangerous_skip_tls_verify);
+        if let Some(tls) = &self.tls {
+            conn_settings = conn_settings.set_config(tls.clone());
+        }
         let (conn, mut ldap) =
             ldap3::LdapConnAsync::with_settings(conn_settings, &self.settings.url)
                 .await
@@ -740,19 +1381,197 @@ impl LdapBackend {
             let Some(entry) = Self::read_object(&mut ldap, &dn, &["tokenGroups"]).await? else {
                 return Ok(None);
             };
-            let mut sids = Vec::new();
-            for raw in entry
-                .bin_attrs
-                .get("tokenGroups")
-                .map(Vec::as_slice)
-                .unwrap_or_default()
-            {
-                match iwa_proto::sid::Sid::from_bytes(raw) {
-                    Ok(s) => sids.push(s.to_string()),
-                    Err(e) => debug!(%dn, "skipping an undecodable tokenGroups value: {e}"),
+            Ok(Some(decode_sids(
+                &binary_values(&entry, "tokenGroups"),
+                &dn,
+                "tokenGroups",
+            )))
+        }
+        .await;
+        if result.is_err() {
+            self.forget_connection().await;
+        }
+        result
+    }
+
+    /// The domain's names, read once (a failure to read them is not cached).
+    async fn domain_names(&self, ldap: &mut ldap3::Ldap) -> Result<DomainNames, DirectoryError> {
+        self.domain
+            .get_or_try_init(|| async {
+                let Some(root) = Self::read_object(
+                    ldap,
+                    "",
+                    &["defaultNamingContext", "configurationNamingContext"],
+                )
+                .await?
+                else {
+                    return Ok(DomainNames::default());
+                };
+                let Some(naming) = text_value(&root, "defaultNamingContext").map(str::to_owned)
+                else {
+                    return Ok(DomainNames::default());
+                };
+                let mut names = DomainNames {
+                    netbios: None,
+                    dns: dns_name_of_dn(&naming),
+                };
+                if let Some(config) = text_value(&root, "configurationNamingContext") {
+                    let ldap3::SearchResult(entries, res) = ldap
+                        .search(
+                            &format!("CN=Partitions,{config}"),
+                            ldap3::Scope::OneLevel,
+                            &format!(
+                                "(&(objectClass=crossRef)(nCName={}))",
+                                ldap3::ldap_escape(naming.as_str())
+                            ),
+                            vec!["nETBIOSName", "dnsRoot"],
+                        )
+                        .await
+                        .map_err(ldap_err)?;
+                    if res.rc == 0 {
+                        if let Some(e) = entries
+                            .into_iter()
+                            .find(|e| !e.is_ref())
+                            .map(ldap3::SearchEntry::construct)
+                        {
+                            names.netbios = text_value(&e, "nETBIOSName").map(str::to_owned);
+                            if let Some(d) = text_value(&e, "dnsRoot") {
+                                names.dns = Some(d.to_owned());
+                            }
+                        }
+                    } else {
+                        debug!(rc = res.rc, "cannot read the domain's NetBIOS name");
+                    }
+                }
+                debug!(?names, "the directory's domain");
+                Ok(names)
+            })
+            .await
+            .cloned()
+    }
+
+    /// The one entry a user search finds; `None` for none, an error for several.
+    async fn find_user_entry(
+        &self,
+        ldap: &mut ldap3::Ldap,
+        attr: &str,
+        value: &str,
+    ) -> Result<Option<ldap3::SearchEntry>, DirectoryError> {
+        let ldap3::SearchResult(entries, res) = ldap
+            .search(
+                &self.settings.base_dn,
+                ldap3::Scope::Subtree,
+                &user_filter(attr, value),
+                vec![
+                    "objectSid",
+                    "sAMAccountName",
+                    "userPrincipalName",
+                    "userAccountControl",
+                    "primaryGroupID",
+                ],
+            )
+            .await
+            .map_err(ldap_err)?;
+        if res.rc != 0 && res.rc != NO_SUCH_OBJECT {
+            return Err(ldap_err(ldap3::LdapError::LdapResult { result: res }));
+        }
+        // Continuation references (to the DNS zones etc.) are skipped, not chased.
+        let mut found = entries.into_iter().filter(|e| !e.is_ref());
+        let first = found.next().map(ldap3::SearchEntry::construct);
+        if found.next().is_some() {
+            return Err(DirectoryError::Protocol(format!(
+                "more than one user has {attr} {value}"
+            )));
+        }
+        Ok(first)
+    }
+
+    async fn user(&self, name: &str) -> Result<Option<DirectoryUser>, DirectoryError> {
+        let Some(parsed) = UserName::parse(name) else {
+            return Ok(None);
+        };
+        let mut ldap = self.connection().await?;
+        let result = async {
+            let domain = self.domain_names(&mut ldap).await?;
+            let entry = match &parsed {
+                UserName::Account {
+                    domain: asked,
+                    account,
+                } => {
+                    if let (Some(a), Some(mine)) = (asked, &domain.netbios) {
+                        if !a.eq_ignore_ascii_case(mine) {
+                            return Ok(None);
+                        }
+                    }
+                    self.find_user_entry(&mut ldap, "sAMAccountName", account)
+                        .await?
+                }
+                UserName::Principal { account, realm } => {
+                    match self
+                        .find_user_entry(&mut ldap, "userPrincipalName", &parsed.to_string())
+                        .await?
+                    {
+                        Some(e) => Some(e),
+                        // The implicit UPN: sAMAccountName@<the domain's DNS name>.
+                        None if domain
+                            .dns
+                            .as_deref()
+                            .is_some_and(|d| d.eq_ignore_ascii_case(realm)) =>
+                        {
+                            self.find_user_entry(&mut ldap, "sAMAccountName", account)
+                                .await?
+                        }
+                        None => None,
+                    }
+                }
+            };
+            let Some(entry) = entry else {
+                return Ok(None);
+            };
+            let dn = entry.dn.clone();
+            let sid = binary_values(&entry, "objectSid")
+                .first()
+                .and_then(|raw| iwa_proto::sid::Sid::from_bytes(raw).ok());
+            let uac: u32 = text_value(&entry, "userAccountControl")
+                .and_then(|v| v.parse::<i64>().ok())
+                .map_or(0, |v| v as u32);
+            // tokenGroups (and the computed lockout bit) only come from a base read.
+            let extra = Self::read_object(
+                &mut ldap,
+                &dn,
+                &["tokenGroups", "msDS-User-Account-Control-Computed"],
+            )
+            .await?;
+            let computed: u32 = extra
+                .as_ref()
+                .and_then(|e| text_value(e, "msDS-User-Account-Control-Computed"))
+                .and_then(|v| v.parse::<i64>().ok())
+                .map_or(0, |v| v as u32);
+            let mut group_sids = extra
+                .as_ref()
+                .map(|e| decode_sids(&binary_values(e, "tokenGroups"), &dn, "tokenGroups"))
+                .unwrap_or_default();
+            let primary = text_value(&entry, "primaryGroupID")
+                .and_then(|v| v.parse::<u32>().ok())
+                .and_then(|rid| sid.as_ref()?.parent()?.with_rid(rid).ok())
+                .map(|s| s.to_string());
+            if let Some(p) = primary {
+                if !group_sids.contains(&p) {
+                    group_sids.insert(0, p);
                 }
             }
-            Ok(Some(sids))
+            let account = text_value(&entry, "sAMAccountName")
+                .map(str::to_owned)
+                .unwrap_or_else(|| parsed.account().to_owned());
+            Ok(Some(DirectoryUser {
+                account,
+                domain: domain.netbios.clone(),
+                realm: domain.dns.as_deref().map(str::to_ascii_uppercase),
+                principal: text_value(&entry, "userPrincipalName").map(str::to_owned),
+                sid: sid.map(|s| s.to_string()),
+                disabled: uac & UF_ACCOUNTDISABLE != 0 || computed & UF_LOCKOUT != 0,
+                group_sids,
+            }))
         }
         .await;
         if result.is_err() {
@@ -777,6 +1596,13 @@ impl DirectoryBackend for LdapBackend {
         Box::pin(self.groups_of(user))
     }
 
+    fn lookup_user<'a>(
+        &'a self,
+        name: &'a str,
+    ) -> BoxFuture<'a, Result<Option<DirectoryUser>, DirectoryError>> {
+        Box::pin(self.user(name))
+    }
+
     fn describe(&self) -> String {
         self.settings.url.clone()
     }
@@ -788,6 +1614,9 @@ impl DirectoryBackend for LdapBackend {
 /// The static directory file (TOML):
 ///
 /// ```toml
+/// realm = "EXAMPLE.TEST"      # optional: users are also found as user@EXAMPLE.TEST
+/// disabled = ["EXAMPLE\\carol"] # optional: accounts that cannot log on
+///
 /// [users]
 /// "EXAMPLE\\alice" = "S-1-5-21-1-2-3-1104"     # a SID, or "" when there is none
 ///
@@ -801,7 +1630,9 @@ impl DirectoryBackend for LdapBackend {
 /// ```
 ///
 /// Members are matched without regard to case, by `DOMAIN\user` or the bare user name.
-/// A group without a SID gets a synthetic key so it can still be named in rules.
+/// A user is anyone listed under `[users]` or as a member that is not a group. Without
+/// `realm`, `user@REALM` names find nobody (the file cannot tell which realm it
+/// describes).
 #[derive(Debug, Clone, Default)]
 pub struct StaticBackend {
     path: PathBuf,
@@ -809,11 +1640,43 @@ pub struct StaticBackend {
     names: HashMap<String, String>,
     /// Lowercased user (bare name) → transitive group SIDs.
     memberships: HashMap<String, Vec<String>>,
+    /// Lowercased user (bare name) → the account.
+    users: HashMap<String, StaticUser>,
+    /// Lowercased bare names of disabled users.
+    disabled: std::collections::HashSet<String>,
+    /// The Kerberos realm the file describes.
+    realm: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+struct StaticUser {
+    account: String,
+    domain: Option<String>,
+    sid: Option<String>,
+}
+
+impl StaticUser {
+    fn from_name(name: &str, sid: Option<String>) -> StaticUser {
+        let (domain, account) = match name.rsplit_once('\\') {
+            Some((d, a)) if !d.is_empty() => (Some(d.to_owned()), a),
+            Some((_, a)) => (None, a),
+            None => (None, name),
+        };
+        StaticUser {
+            account: account.to_owned(),
+            domain,
+            sid,
+        }
+    }
 }
 
 #[derive(Debug, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 struct StaticFile {
+    #[serde(default)]
+    realm: Option<String>,
+    #[serde(default)]
+    disabled: Vec<String>,
     #[serde(default)]
     users: BTreeMap<String, String>,
     #[serde(default)]
@@ -894,10 +1757,88 @@ impl StaticBackend {
             }
             memberships.insert(user, out);
         }
+        let mut users: HashMap<String, StaticUser> = HashMap::new();
+        for (name, sid) in &file.users {
+            let sid = (!sid.is_empty()).then(|| sid.clone());
+            users
+                .entry(bare(name))
+                .or_insert_with(|| StaticUser::from_name(name, sid));
+        }
+        for g in file.groups.values() {
+            for m in &g.members {
+                if !group_sid.contains_key(&bare(m)) {
+                    users
+                        .entry(bare(m))
+                        .or_insert_with(|| StaticUser::from_name(m, None));
+                }
+            }
+        }
+        let mut disabled = std::collections::HashSet::new();
+        for d in &file.disabled {
+            if !users.contains_key(&bare(d)) {
+                return Err(err(format!(
+                    "disabled: `{d}` is not a user of this file (under [users] or a member)"
+                )));
+            }
+            disabled.insert(bare(d));
+        }
+        let realm = match file.realm {
+            Some(r) if r.is_empty() || r.contains(['@', '\\']) => {
+                return Err(err(format!("realm: `{r}` is not a Kerberos realm")))
+            }
+            r => r,
+        };
         Ok(StaticBackend {
             path: path.to_owned(),
             names,
             memberships,
+            users,
+            disabled,
+            realm,
+        })
+    }
+}
+
+impl StaticBackend {
+    fn user(&self, name: &str) -> Option<DirectoryUser> {
+        let parsed = UserName::parse(name)?;
+        let key = bare(parsed.account());
+        let user = self.users.get(&key)?;
+        match &parsed {
+            UserName::Account {
+                domain: Some(asked),
+                ..
+            } => {
+                if user
+                    .domain
+                    .as_deref()
+                    .is_some_and(|d| !d.eq_ignore_ascii_case(asked))
+                {
+                    return None;
+                }
+            }
+            UserName::Account { domain: None, .. } => {}
+            UserName::Principal { realm, .. } => {
+                if !self
+                    .realm
+                    .as_deref()
+                    .is_some_and(|r| r.eq_ignore_ascii_case(realm))
+                {
+                    return None;
+                }
+            }
+        }
+        Some(DirectoryUser {
+            account: user.account.clone(),
+            domain: user.domain.clone(),
+            realm: self.realm.clone(),
+            principal: self
+                .realm
+                .as_deref()
+                .map(|r| format!("{}@{r}", user.account)),
+            sid: user.sid.clone(),
+            disabled: self.disabled.contains(&key),
+            group_sids: self.memberships.get(&key).cloned().unwrap_or_default(),
         })
     }
 }
@@ -940,6 +1881,13 @@ impl DirectoryBackend for StaticBackend {
         Box::pin(std::future::ready(Ok(found)))
     }
 
+    fn lookup_user<'a>(
+        &'a self,
+        name: &'a str,
+    ) -> BoxFuture<'a, Result<Option<DirectoryUser>, DirectoryError>> {
+        Box::pin(std::future::ready(Ok(self.user(name))))
+    }
+
     fn describe(&self) -> String {
         format!("file {}", self.path.display())
     }
@@ -961,8 +1909,12 @@ mod tests {
     struct Fake {
         names: HashMap<String, String>,
         groups: HashMap<String, Vec<String>>,
+        /// Lowercased account → the user.
+        users: HashMap<String, DirectoryUser>,
         down: AtomicBool,
         hang: AtomicBool,
+        /// Each call takes this long (milliseconds).
+        delay_ms: std::sync::atomic::AtomicU64,
         calls: AtomicUsize,
         asked: Mutex<Vec<String>>,
     }
@@ -974,6 +1926,7 @@ mod tests {
         ) -> BoxFuture<'a, Result<SidNames, DirectoryError>> {
             Box::pin(async move {
                 self.calls.fetch_add(1, Ordering::SeqCst);
+                self.pause().await;
                 self.asked.lock().unwrap().extend(sids.iter().cloned());
                 if self.hang.load(Ordering::SeqCst) {
                     std::future::pending::<()>().await;
@@ -1000,6 +1953,7 @@ mod tests {
         ) -> BoxFuture<'a, Result<Option<Vec<String>>, DirectoryError>> {
             Box::pin(async move {
                 self.calls.fetch_add(1, Ordering::SeqCst);
+                self.pause().await;
                 if self.down.load(Ordering::SeqCst) {
                     return Err(DirectoryError::Unavailable("connection refused".into()));
                 }
@@ -1007,8 +1961,39 @@ mod tests {
             })
         }
 
+        fn lookup_user<'a>(
+            &'a self,
+            name: &'a str,
+        ) -> BoxFuture<'a, Result<Option<DirectoryUser>, DirectoryError>> {
+            Box::pin(async move {
+                self.calls.fetch_add(1, Ordering::SeqCst);
+                self.pause().await;
+                self.asked.lock().unwrap().push(name.to_owned());
+                if self.hang.load(Ordering::SeqCst) {
+                    std::future::pending::<()>().await;
+                }
+                if self.down.load(Ordering::SeqCst) {
+                    return Err(DirectoryError::Unavailable("connection refused".into()));
+                }
+                let parsed = UserName::parse(name).unwrap();
+                Ok(self
+                    .users
+                    .get(&parsed.account().to_ascii_lowercase())
+                    .cloned())
+            })
+        }
+
         fn describe(&self) -> String {
             "fake".into()
+        }
+    }
+
+    impl Fake {
+        async fn pause(&self) {
+            let ms = self.delay_ms.load(Ordering::SeqCst);
+            if ms > 0 {
+                tokio::time::sleep(Duration::from_millis(ms)).await;
+            }
         }
     }
 
@@ -1019,6 +2004,30 @@ mod tests {
         f.names.insert(sid(513), "Domain Users".into());
         f.groups
             .insert("alice".into(), vec![sid(513), sid(1105), sid(1106)]);
+        f.users.insert(
+            "alice".into(),
+            DirectoryUser {
+                account: "alice".into(),
+                domain: Some("EXAMPLE".into()),
+                realm: Some("EXAMPLE.TEST".into()),
+                principal: Some("alice@example.test".into()),
+                sid: Some(sid(1104)),
+                disabled: false,
+                group_sids: vec![sid(513), sid(1105), sid(1106), sid(513)],
+            },
+        );
+        f.users.insert(
+            "carol".into(),
+            DirectoryUser {
+                account: "carol".into(),
+                domain: None,
+                realm: None,
+                principal: None,
+                sid: Some(sid(1107)),
+                disabled: true,
+                group_sids: vec![sid(513)],
+            },
+        );
         Arc::new(f)
     }
 
@@ -1240,6 +2249,546 @@ members = ["EXAMPLE\\Helpdesk Staff", "bob"]
 
         assert!(StaticBackend::parse("[groups.x]\nsid = \"nope\"\n", Path::new("f")).is_err());
         assert!(StaticBackend::parse("bogus = 1\n", Path::new("f")).is_err());
+    }
+
+    #[test]
+    fn parses_user_names() {
+        let acct = |d: Option<&str>, a: &str| UserName::Account {
+            domain: d.map(str::to_owned),
+            account: a.to_owned(),
+        };
+        assert_eq!(
+            UserName::parse("EXAMPLE\\bob"),
+            Some(acct(Some("EXAMPLE"), "bob"))
+        );
+        assert_eq!(UserName::parse(" bob "), Some(acct(None, "bob")));
+        assert_eq!(
+            UserName::parse("bob@EXAMPLE.TEST"),
+            Some(UserName::Principal {
+                account: "bob".into(),
+                realm: "EXAMPLE.TEST".into()
+            })
+        );
+        assert_eq!(
+            UserName::parse("a@b@EXAMPLE.TEST"),
+            Some(UserName::Principal {
+                account: "a@b".into(),
+                realm: "EXAMPLE.TEST".into()
+            })
+        );
+        // A domain wins over an `@` in the account part.
+        assert_eq!(
+            UserName::parse("EXAMPLE\\a@b"),
+            Some(acct(Some("EXAMPLE"), "a@b"))
+        );
+        for bad in [
+            "",
+            "  ",
+            "\\bob",
+            "EXAMPLE\\",
+            "A\\B\\c",
+            "@R",
+            "bob@",
+            "bo\nb",
+            "bob\0",
+        ] {
+            assert_eq!(UserName::parse(bad), None, "{bad:?}");
+        }
+        assert_eq!(
+            UserName::parse("example\\Bob").unwrap().to_string(),
+            "example\\Bob"
+        );
+    }
+
+    #[test]
+    fn user_filters_escape_as_rfc4515_asks() {
+        assert_eq!(
+            user_filter("sAMAccountName", "bob"),
+            "(&(objectClass=user)(sAMAccountName=bob))"
+        );
+        // Every character with a meaning in a filter is hex-escaped, so a name cannot
+        // widen the search (`*`) or close the filter and add a clause.
+        assert_eq!(
+            user_filter("sAMAccountName", "*)(objectClass=*"),
+            "(&(objectClass=user)(sAMAccountName=\\2a\\29\\28objectClass=\\2a))"
+        );
+        assert_eq!(
+            user_filter("userPrincipalName", "a\\b\0c@R"),
+            "(&(objectClass=user)(userPrincipalName=a\\5cb\\00c@R))"
+        );
+        // Non-ASCII passes as UTF-8, which RFC 4515 allows.
+        assert_eq!(
+            user_filter("sAMAccountName", "jürgen"),
+            "(&(objectClass=user)(sAMAccountName=jürgen))"
+        );
+    }
+
+    #[test]
+    fn dns_names_of_dns() {
+        assert_eq!(
+            dns_name_of_dn("DC=example,DC=test").as_deref(),
+            Some("example.test")
+        );
+        assert_eq!(
+            dns_name_of_dn("OU=x, dc=corp ,DC=example,DC=com").as_deref(),
+            Some("corp.example.com")
+        );
+        assert_eq!(dns_name_of_dn("CN=Users"), None);
+    }
+
+    #[test]
+    fn binary_values_come_from_either_map() {
+        // ldap3 files an attribute whose values are all valid UTF-8 as text: a binary
+        // SID can be. Both places count.
+        let ascii_sid = iwa_proto::sid::Sid::new(5, &[32, 545]).unwrap().to_bytes();
+        assert!(std::str::from_utf8(&ascii_sid).is_ok());
+        let mut e = ldap3::SearchEntry {
+            dn: "CN=x".into(),
+            attrs: HashMap::new(),
+            bin_attrs: HashMap::new(),
+        };
+        e.attrs.insert(
+            "objectsid".into(),
+            vec![String::from_utf8(ascii_sid.clone()).unwrap()],
+        );
+        e.bin_attrs
+            .insert("tokenGroups".into(), vec![vec![0xff, 0x00], vec![1, 2]]);
+        assert_eq!(binary_values(&e, "objectSid"), vec![ascii_sid]);
+        assert_eq!(binary_values(&e, "tokengroups").len(), 2);
+        assert_eq!(
+            decode_sids(&binary_values(&e, "objectSid"), "CN=x", "objectSid"),
+            ["S-1-5-32-545"]
+        );
+        assert!(decode_sids(&binary_values(&e, "tokenGroups"), "CN=x", "t").is_empty());
+    }
+
+    #[tokio::test]
+    async fn resolves_a_user_into_a_named_identity() {
+        let f = fake();
+        let dir = directory(&f);
+        let now = Instant::now();
+        for name in ["EXAMPLE\\alice", "alice", "example\\ALICE"] {
+            let r = dir.resolve_user_at(name, now).await.unwrap().unwrap();
+            assert!(!r.disabled);
+            let id = r.identity;
+            assert_eq!(id.user, "alice");
+            assert_eq!(id.domain.as_deref(), Some("EXAMPLE"));
+            assert_eq!(id.realm, "EXAMPLE.TEST");
+            assert_eq!(id.principal, "alice@EXAMPLE.TEST");
+            assert_eq!(id.remote_user(), "EXAMPLE\\alice");
+            assert_eq!(id.sid, Some(sid(1104)));
+            assert_eq!(id.method, AuthMethod::Kerberos);
+            // Duplicates dropped, every group named through the SID cache.
+            assert_eq!(
+                names(&id),
+                [
+                    Some("EXAMPLE\\Domain Users"),
+                    Some("EXAMPLE\\Helpdesk Staff"),
+                    Some("EXAMPLE\\All Staff")
+                ]
+            );
+        }
+        // One lookup per distinct name (the cache key ignores case), one naming batch.
+        assert_eq!(f.calls.load(Ordering::SeqCst), 3);
+        dir.resolve_user_at("ALICE", now + Duration::from_secs(599))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(f.calls.load(Ordering::SeqCst), 3, "cached");
+        dir.resolve_user_at("alice", now + Duration::from_secs(601))
+            .await
+            .unwrap()
+            .unwrap();
+        // The user and the group names expired together: two calls.
+        assert_eq!(f.calls.load(Ordering::SeqCst), 5, "expired");
+    }
+
+    #[tokio::test]
+    async fn a_disabled_user_is_marked() {
+        let f = fake();
+        let dir = directory(&f);
+        let r = dir.resolve_user("carol").await.unwrap().unwrap();
+        assert!(r.disabled);
+        assert_eq!(r.identity.sid, Some(sid(1107)));
+        // No domain from the backend: the directory's.
+        assert_eq!(r.identity.remote_user(), "EXAMPLE\\carol");
+        assert_eq!(r.identity.principal, "carol");
+    }
+
+    #[tokio::test]
+    async fn unknown_and_foreign_users_are_none() {
+        let f = fake();
+        let dir = directory(&f);
+        let now = Instant::now();
+        // Another domain: not even asked.
+        assert_eq!(dir.resolve_user_at("OTHER\\alice", now).await, Ok(None));
+        assert_eq!(dir.resolve_user_at("", now).await, Ok(None));
+        assert_eq!(f.calls.load(Ordering::SeqCst), 0);
+        // No such user: asked once, then negatively cached for a minute.
+        for secs in [0, 30, 59] {
+            let got = dir
+                .resolve_user_at("nobody", now + Duration::from_secs(secs))
+                .await;
+            assert_eq!(got, Ok(None));
+        }
+        assert_eq!(f.calls.load(Ordering::SeqCst), 1);
+        assert_eq!(
+            dir.resolve_user_at("nobody", now + Duration::from_secs(61))
+                .await,
+            Ok(None)
+        );
+        assert_eq!(f.calls.load(Ordering::SeqCst), 2);
+        // The backend answers with a user of another domain: not this one's.
+        let mut other = Fake::default();
+        other.users.insert(
+            "bob".into(),
+            DirectoryUser {
+                account: "bob".into(),
+                domain: Some("OTHER".into()),
+                realm: None,
+                principal: None,
+                sid: None,
+                disabled: false,
+                group_sids: vec![],
+            },
+        );
+        let dir = Directory::new(Arc::new(other), DirectorySettings::default());
+        assert_eq!(dir.resolve_user("EXAMPLE\\bob").await, Ok(None));
+        assert!(dir.resolve_user("OTHER\\bob").await.unwrap().is_some());
+    }
+
+    #[tokio::test]
+    async fn a_failing_directory_is_an_error_not_a_no() {
+        let f = fake();
+        f.down.store(true, Ordering::SeqCst);
+        let dir = directory(&f);
+        let now = Instant::now();
+        assert!(matches!(
+            dir.resolve_user_at("alice", now).await,
+            Err(DirectoryError::Unavailable(_))
+        ));
+        // In backoff: an error at once, the backend left alone.
+        assert!(matches!(
+            dir.resolve_user_at("bob", now + Duration::from_secs(1)).await,
+            Err(DirectoryError::Backoff(d)) if d <= Duration::from_secs(5)
+        ));
+        assert_eq!(f.calls.load(Ordering::SeqCst), 1);
+        // Failures are not cached as "no such user".
+        f.down.store(false, Ordering::SeqCst);
+        let r = dir
+            .resolve_user_at("alice", now + Duration::from_secs(6))
+            .await;
+        assert!(r.unwrap().is_some());
+    }
+
+    #[tokio::test]
+    async fn resolving_a_user_never_hangs() {
+        let f = fake();
+        f.hang.store(true, Ordering::SeqCst);
+        let dir = directory(&f);
+        let started = Instant::now();
+        assert_eq!(
+            dir.resolve_user("alice").await,
+            Err(DirectoryError::Timeout(Duration::from_millis(200)))
+        );
+        assert!(started.elapsed() < Duration::from_secs(1));
+    }
+
+    fn static_dir(text: &str) -> Directory {
+        let backend = StaticBackend::parse(text, Path::new("dir.toml")).unwrap();
+        Directory::new(Arc::new(backend), DirectorySettings::default())
+    }
+
+    #[tokio::test]
+    async fn static_file_resolves_users() {
+        let text = format!(
+            r#"
+realm = "EXAMPLE.TEST"
+disabled = ["EXAMPLE\\carol"]
+
+[users]
+"EXAMPLE\\alice" = "{a}"
+"EXAMPLE\\carol" = "{c}"
+
+[groups."EXAMPLE\\Helpdesk Staff"]
+sid = "{h}"
+members = ["EXAMPLE\\alice"]
+
+[groups."EXAMPLE\\All Staff"]
+sid = "{s}"
+members = ["EXAMPLE\\Helpdesk Staff", "Dave"]
+"#,
+            a = sid(1104),
+            c = sid(1107),
+            h = sid(1105),
+            s = sid(1106)
+        );
+        let dir = static_dir(&text);
+        for name in ["EXAMPLE\\alice", "alice", "ALICE@example.test"] {
+            let r = dir.resolve_user(name).await.unwrap().unwrap();
+            assert!(!r.disabled, "{name}");
+            assert_eq!(r.identity.sid, Some(sid(1104)));
+            assert_eq!(r.identity.principal, "alice@EXAMPLE.TEST");
+            assert_eq!(r.identity.remote_user(), "EXAMPLE\\alice");
+            let mut got = names(&r.identity);
+            got.sort();
+            assert_eq!(
+                got,
+                [Some("EXAMPLE\\All Staff"), Some("EXAMPLE\\Helpdesk Staff")]
+            );
+        }
+        let carol = dir.resolve_user("carol").await.unwrap().unwrap();
+        assert!(carol.disabled);
+        assert!(carol.identity.groups.is_empty());
+        // A member that is not under [users]: known, no SID, bare name as written.
+        let dave = dir.resolve_user("dave").await.unwrap().unwrap();
+        assert_eq!(dave.identity.user, "Dave");
+        assert_eq!(dave.identity.sid, None);
+        assert_eq!(names(&dave.identity), [Some("EXAMPLE\\All Staff")]);
+        for nobody in [
+            "nobody",
+            "OTHER\\alice",
+            "alice@OTHER.TEST",
+            "Helpdesk Staff",
+        ] {
+            assert_eq!(dir.resolve_user(nobody).await, Ok(None), "{nobody}");
+        }
+    }
+
+    #[tokio::test]
+    async fn static_file_without_realm_finds_no_principals() {
+        let dir = static_dir("[users]\nalice = \"\"\n");
+        assert!(dir.resolve_user("alice").await.unwrap().is_some());
+        assert!(dir.resolve_user("ANY\\alice").await.unwrap().is_some());
+        assert_eq!(dir.resolve_user("alice@EXAMPLE.TEST").await, Ok(None));
+        let r = dir.resolve_user("alice").await.unwrap().unwrap();
+        assert_eq!(r.identity.principal, "alice");
+        assert_eq!(r.identity.realm, "");
+        assert_eq!(r.identity.domain, None);
+    }
+
+    #[test]
+    fn static_file_checks_disabled_and_realm() {
+        let e = StaticBackend::parse(
+            "disabled = [\"bob\"]\n[users]\nalice = \"\"\n",
+            Path::new("f"),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("`bob` is not a user"), "{e}");
+        assert!(StaticBackend::parse("realm = \"a@b\"\n", Path::new("f")).is_err());
+        assert!(StaticBackend::parse("realm = \"\"\n", Path::new("f")).is_err());
+    }
+
+    fn slow_directory(f: &Arc<Fake>) -> Arc<Directory> {
+        f.delay_ms.store(100, Ordering::SeqCst);
+        Arc::new(Directory::new(
+            f.clone(),
+            DirectorySettings {
+                domain: Some("EXAMPLE".into()),
+                timeout: Duration::from_secs(5),
+                ..Default::default()
+            },
+        ))
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_first_lookups_share_one_backend_call() {
+        // Ten requests of the same user arrive together on a cold cache: one backend
+        // call per kind of lookup, not ten.
+        let f = fake();
+        let dir = slow_directory(&f);
+        let mut set = tokio::task::JoinSet::new();
+        for _ in 0..10 {
+            let dir = dir.clone();
+            set.spawn(async move {
+                let mut id = alice(&[sid(1105), sid(1106)]);
+                dir.enrich(&mut id).await;
+                id
+            });
+        }
+        while let Some(id) = set.join_next().await {
+            let id = id.unwrap();
+            assert_eq!(
+                names(&id),
+                [Some("EXAMPLE\\Helpdesk Staff"), Some("EXAMPLE\\All Staff")]
+            );
+        }
+        assert_eq!(f.calls.load(Ordering::SeqCst), 1);
+        assert_eq!(dir.stats().shared, 9);
+
+        // tokenGroups, then names.
+        let f = fake();
+        let dir = slow_directory(&f);
+        for _ in 0..10 {
+            let dir = dir.clone();
+            set.spawn(async move {
+                let mut id = alice(&[]);
+                dir.enrich(&mut id).await;
+                id
+            });
+        }
+        while let Some(id) = set.join_next().await {
+            assert_eq!(id.unwrap().groups.len(), 3);
+        }
+        assert_eq!(f.calls.load(Ordering::SeqCst), 2);
+
+        // Users.
+        let f = fake();
+        let dir = slow_directory(&f);
+        let mut users = tokio::task::JoinSet::new();
+        for _ in 0..10 {
+            let dir = dir.clone();
+            users.spawn(async move { dir.resolve_user("EXAMPLE\\alice").await });
+        }
+        while let Some(r) = users.join_next().await {
+            let r = r.unwrap().unwrap().unwrap();
+            assert_eq!(names(&r.identity).len(), 3);
+        }
+        assert_eq!(f.calls.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn overlapping_lookups_ask_only_for_what_nobody_asks() {
+        let f = fake();
+        let dir = slow_directory(&f);
+        let d = dir.clone();
+        let first = tokio::spawn(async move {
+            let mut id = alice(&[sid(1105)]);
+            d.enrich(&mut id).await;
+            id
+        });
+        while f.calls.load(Ordering::SeqCst) == 0 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        // 1105 is under way: the second request asks only for 1106, meanwhile.
+        let mut id = alice(&[sid(1105), sid(1106)]);
+        dir.enrich(&mut id).await;
+        assert_eq!(
+            names(&id),
+            [Some("EXAMPLE\\Helpdesk Staff"), Some("EXAMPLE\\All Staff")]
+        );
+        assert_eq!(
+            names(&first.await.unwrap()),
+            [Some("EXAMPLE\\Helpdesk Staff")]
+        );
+        assert_eq!(f.calls.load(Ordering::SeqCst), 2);
+        assert_eq!(*f.asked.lock().unwrap(), [sid(1105), sid(1106)]);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_cancelled_lookup_does_not_strand_its_waiters() {
+        let f = fake();
+        let dir = slow_directory(&f);
+        let d = dir.clone();
+        let leader = tokio::spawn(async move { d.enrich(&mut alice(&[sid(1105)])).await });
+        while f.calls.load(Ordering::SeqCst) == 0 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let d = dir.clone();
+        let waiter = tokio::spawn(async move {
+            let mut id = alice(&[sid(1105)]);
+            d.enrich(&mut id).await;
+            id
+        });
+        while dir.stats().shared == 0 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        // The client of the first request went away mid-lookup.
+        leader.abort();
+        let started = Instant::now();
+        let id = waiter.await.unwrap();
+        assert!(started.elapsed() < Duration::from_secs(2));
+        assert_eq!(names(&id), [Some("EXAMPLE\\Helpdesk Staff")]);
+        assert_eq!(f.calls.load(Ordering::SeqCst), 2, "the waiter asked itself");
+        assert!(dir.inflight.lock().unwrap().is_empty());
+    }
+
+    #[test]
+    fn url_hosts_and_plaintext_binds() {
+        assert_eq!(
+            ldap_url_host("ldap://dc.example.test"),
+            Some("dc.example.test")
+        );
+        assert_eq!(ldap_url_host("LDAPS://dc:636/"), Some("dc"));
+        assert_eq!(ldap_url_host("ldap://[::1]:389"), Some("::1"));
+        assert_eq!(ldap_url_host("ldap://127.0.0.2?x"), Some("127.0.0.2"));
+        assert_eq!(ldap_url_host("http://dc"), None);
+        assert_eq!(ldap_url_host("ldap://"), None);
+        assert!(is_plaintext_network_bind("ldap://dc.example.test", false));
+        assert!(is_plaintext_network_bind("ldap://10.1.2.3:389", false));
+        assert!(!is_plaintext_network_bind("ldap://dc.example.test", true));
+        assert!(!is_plaintext_network_bind("ldaps://dc.example.test", false));
+        for local in ["ldap://127.0.0.2", "ldap://localhost:3389", "ldap://[::1]"] {
+            assert!(!is_plaintext_network_bind(local, false), "{local}");
+        }
+    }
+
+    #[test]
+    fn ldap_backend_refuses_unsafe_settings() {
+        let dir = tempfile::tempdir().unwrap();
+        let pw = dir.path().join("pw");
+        std::fs::write(&pw, "s3cret\n").unwrap();
+        std::fs::set_permissions(&pw, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let base = LdapSettings {
+            url: "ldap://dc.example.test".into(),
+            base_dn: "DC=example,DC=test".into(),
+            bind_dn: Some("EXAMPLE\\iwa".into()),
+            bind_password_file: Some(pw.clone()),
+            ..Default::default()
+        };
+        let e = LdapBackend::new(base.clone()).unwrap_err();
+        assert!(e.to_string().contains("in clear"), "{e}");
+        LdapBackend::new(LdapSettings {
+            starttls: true,
+            ..base.clone()
+        })
+        .unwrap();
+        LdapBackend::new(LdapSettings {
+            dangerous_allow_plaintext_bind: true,
+            ..base.clone()
+        })
+        .unwrap();
+        // Anonymous binds send no password.
+        LdapBackend::new(LdapSettings {
+            bind_dn: None,
+            bind_password_file: None,
+            ..base.clone()
+        })
+        .unwrap();
+        let missing = LdapSettings {
+            url: "ldaps://dc".into(),
+            ca_file: Some(dir.path().join("missing.pem")),
+            ..base.clone()
+        };
+        assert!(matches!(
+            LdapBackend::new(missing),
+            Err(DirectoryError::Config(_))
+        ));
+        let not_pem = LdapSettings {
+            url: "ldaps://dc".into(),
+            ca_file: Some(pw.clone()),
+            ..base.clone()
+        };
+        assert!(LdapBackend::new(not_pem).is_err());
+        let both = LdapSettings {
+            url: "ldaps://dc".into(),
+            dangerous_skip_tls_verify: true,
+            ca_file: Some(pw.clone()),
+            ..base.clone()
+        };
+        assert!(LdapBackend::new(both).is_err());
+        let no_tls = LdapSettings {
+            url: "ldap://127.0.0.2".into(),
+            dangerous_skip_tls_verify: true,
+            ..base.clone()
+        };
+        assert!(LdapBackend::new(no_tls).is_err());
+        LdapBackend::new(LdapSettings {
+            url: "ldaps://dc".into(),
+            dangerous_skip_tls_verify: true,
+            ..base
+        })
+        .unwrap();
     }
 
     #[test]

@@ -314,7 +314,8 @@ pub fn error_page(
     resp
 }
 
-fn html_escape(s: &str) -> String {
+/// Escapes text for HTML element content and double-quoted attribute values.
+pub fn html_escape(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
         match c {

@@ -88,6 +88,12 @@ impl IdentityHeaders {
 
     /// Adds the identity headers for `identity`. Values that cannot be header values
     /// (control characters in a name) are percent-encoded rather than dropped.
+    /// Sets the impersonator header: the real user while impersonating (then the
+    /// other headers describe the impersonated user).
+    pub fn apply_impersonator(&self, real_user: &str, headers: &mut HeaderMap) {
+        headers.insert(self.impersonator.clone(), value(real_user));
+    }
+
     pub fn apply(&self, identity: &Identity, headers: &mut HeaderMap) {
         headers.insert(self.user.clone(), value(&identity.remote_user()));
         headers.insert(self.principal.clone(), value(&identity.principal));

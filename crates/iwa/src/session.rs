@@ -61,17 +61,7 @@ impl SessionSettings {
     }
 
     fn set_cookie(&self, value: &str, clear: bool) -> Option<HeaderValue> {
-        let mut c = format!(
-            "{}={value}; Path=/; HttpOnly; SameSite=Lax",
-            self.cookie_name
-        );
-        if self.secure {
-            c.push_str("; Secure");
-        }
-        if clear {
-            c.push_str("; Max-Age=0");
-        }
-        HeaderValue::from_str(&c).ok()
+        set_cookie_header(&self.cookie_name, value, self.secure, clear)
     }
 
     /// Reads the session cookie of a request.
@@ -128,27 +118,46 @@ impl SessionSettings {
     /// Removes the session cookie from a request before it is forwarded: the ticket is
     /// a bearer credential the backend has no business seeing.
     pub fn strip(&self, headers: &mut HeaderMap) {
-        if cookie_value(headers, &self.cookie_name).is_none() {
-            return;
-        }
-        let kept: Vec<String> = headers
-            .get_all(COOKIE)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(';'))
-            .map(str::trim)
-            .filter(|pair| {
-                pair.split_once('=')
-                    .is_none_or(|(k, _)| k != self.cookie_name)
-                    && !pair.is_empty()
-            })
-            .map(str::to_owned)
-            .collect();
-        headers.remove(COOKIE);
-        if !kept.is_empty() {
-            if let Ok(v) = HeaderValue::from_str(&kept.join("; ")) {
-                headers.insert(COOKIE, v);
-            }
+        strip_cookie(headers, &self.cookie_name);
+    }
+}
+
+/// A `Set-Cookie` value for one of the gateway's ticket cookies: `HttpOnly`,
+/// `SameSite=Lax`, `Path=/`, `Secure` on TLS listeners; `clear` deletes it.
+pub fn set_cookie_header(
+    name: &str,
+    value: &str,
+    secure: bool,
+    clear: bool,
+) -> Option<HeaderValue> {
+    let mut c = format!("{name}={value}; Path=/; HttpOnly; SameSite=Lax");
+    if secure {
+        c.push_str("; Secure");
+    }
+    if clear {
+        c.push_str("; Max-Age=0");
+    }
+    HeaderValue::from_str(&c).ok()
+}
+
+/// Removes cookie `name` from a request's `Cookie` headers, keeping the others.
+pub fn strip_cookie(headers: &mut HeaderMap, name: &str) {
+    if cookie_value(headers, name).is_none() {
+        return;
+    }
+    let kept: Vec<String> = headers
+        .get_all(COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .map(str::trim)
+        .filter(|pair| pair.split_once('=').is_none_or(|(k, _)| k != name) && !pair.is_empty())
+        .map(str::to_owned)
+        .collect();
+    headers.remove(COOKIE);
+    if !kept.is_empty() {
+        if let Ok(v) = HeaderValue::from_str(&kept.join("; ")) {
+            headers.insert(COOKIE, v);
         }
     }
 }

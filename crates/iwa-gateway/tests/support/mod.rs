@@ -63,6 +63,9 @@ pub struct GatewayConfig {
     /// The listener speaks HTTPS (`[tls]` in the extra lines): readiness is checked
     /// with `curl -k https://…`.
     pub tls: bool,
+    /// The body of `[backend]` instead of `url = <backend_url>` (e.g. a hosted app's
+    /// `command = [...]`).
+    pub backend_table: Option<String>,
 }
 
 impl GatewayConfig {
@@ -74,7 +77,14 @@ impl GatewayConfig {
             kerberos_extra: String::new(),
             env: Vec::new(),
             tls: false,
+            backend_table: None,
         }
+    }
+
+    /// `[backend]` holds exactly these lines (replacing `url = …`).
+    pub fn backend_table(mut self, lines: &str) -> Self {
+        self.backend_table = Some(lines.to_owned());
+        self
     }
 
     /// Sets an environment variable for the gateway process.
@@ -96,9 +106,13 @@ impl GatewayConfig {
 
     /// The TOML text for a gateway listening on `port`.
     pub fn render(&self, port: u16) -> String {
+        let backend = match &self.backend_table {
+            Some(lines) => lines.clone(),
+            None => format!("url = {}", toml_str(&self.backend_url)),
+        };
         format!(
-            "listen = \"127.0.0.1:{port}\"\n\n[backend]\nurl = {}\n\n[kerberos]\nkeytab = {}\n{}",
-            toml_str(&self.backend_url),
+            "listen = \"127.0.0.1:{port}\"\n\n[backend]\n{}\n\n[kerberos]\nkeytab = {}\n{}",
+            backend,
             toml_str(&self.keytab.display().to_string()),
             self.kerberos_extra
         )
@@ -434,6 +448,11 @@ pub struct CurlResult {
 }
 
 impl CurlResult {
+    /// The body as text (lossy).
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
     pub fn header(&self, name: &str) -> Option<&str> {
         let name = name.to_ascii_lowercase();
         self.headers
@@ -712,4 +731,61 @@ pub fn ntlm_users_file(dir: &Path, password: &str) -> std::path::PathBuf {
     }
     std::fs::write(&users, lines).unwrap();
     users
+}
+
+/// A fresh ticket key (`iwa keygen`) in `dir`.
+pub fn keygen(dir: &Path) -> PathBuf {
+    let key = dir.join("ticket.key");
+    let out = Command::new(iwa_bin())
+        .args(["keygen", "--out"])
+        .arg(&key)
+        .output()
+        .expect("iwa keygen");
+    assert!(out.status.success(), "iwa keygen: {out:?}");
+    key
+}
+
+/// `[ldap]` for the Samba DC with the admin's simple bind over loopback; the password
+/// file (mode 0600) goes into `dir`.
+pub fn ad_ldap_section(dc: &iwa_testrealm::samba::SambaDc, dir: &Path) -> String {
+    use std::os::unix::fs::PermissionsExt;
+    let pw = dir.join("ldap.password");
+    std::fs::write(
+        &pw,
+        format!("{}\n", iwa_testrealm::samba::AD_ADMIN_PASSWORD),
+    )
+    .expect("write password file");
+    std::fs::set_permissions(&pw, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    format!(
+        "\n[ldap]\nurl = {}\nbase_dn = {}\nbind_dn = {}\nbind_password_file = {}\ndomain = \"EXAMPLE\"\ntimeout = \"3s\"\n",
+        toml_str(&dc.ldap_url()),
+        toml_str(iwa_testrealm::samba::AD_BASE_DN),
+        toml_str(&dc.admin_bind_dn()),
+        toml_str(&pw.display().to_string()),
+    )
+}
+
+/// A gateway in front of `backend` for the Samba DC's realm (its HTTP/localhost keytab
+/// and krb5.conf) with impersonation: members of Helpdesk Staff may impersonate,
+/// targets come from LDAP, audit events go to `dir/audit.jsonl`. `extra` is appended.
+pub fn ad_impersonation_gateway(
+    realm: &MitRealm,
+    dc: &iwa_testrealm::samba::SambaDc,
+    backend: &str,
+    dir: &Path,
+    extra: &str,
+) -> Gateway {
+    let key = keygen(dir);
+    let mut cfg = GatewayConfig::new(realm, backend)
+        .keytab(dc.http_keytab())
+        .kerberos_line(&format!(
+            "\n[impersonation]\nallow_impersonation = [\"EXAMPLE\\\\Helpdesk Staff\"]\nkey_file = {}\n\n\
+             [log]\naudit_file = {}\n{}\n{extra}",
+            toml_str(&key.display().to_string()),
+            toml_str(&dir.join("audit.jsonl").display().to_string()),
+            ad_ldap_section(dc, dir),
+        ));
+    cfg.env
+        .push(("KRB5_CONFIG".into(), dc.krb5_conf().display().to_string()));
+    Gateway::start(realm, &cfg)
 }

@@ -25,6 +25,12 @@ use crate::access::{
 };
 use crate::identity::Identity;
 
+mod cookie;
+pub use cookie::{
+    Active, Ignored, ImpersonationSettings, Impersonator, Refusal, Resolution, Started, Stopped,
+    MAX_REASON_CHARS,
+};
+
 /// Who holds which impersonation permission, and who is never impersonated. Entries are
 /// users (`DOMAIN\user`, `user@REALM`, SID) or groups (name or SID).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -132,10 +138,15 @@ fn deny(code: &'static str, reason: impl Into<String>) -> Decision {
     }
 }
 
+/// The same account: by SID when both have one, else by principal or `DOMAIN\user`
+/// (an identity from a PAC-less ticket has no SID, the directory's view of it does).
 fn same_user(a: &Identity, b: &Identity) -> bool {
     match (&a.sid, &b.sid) {
-        (Some(x), Some(y)) => x == y,
-        _ => a.principal.eq_ignore_ascii_case(&b.principal),
+        (Some(x), Some(y)) => x.eq_ignore_ascii_case(y),
+        _ => {
+            a.principal.eq_ignore_ascii_case(&b.principal)
+                || (a.domain.is_some() && a.remote_user().eq_ignore_ascii_case(&b.remote_user()))
+        }
     }
 }
 
@@ -207,7 +218,7 @@ mod tests {
 
     const D: &str = "S-1-5-21-1-2-3";
 
-    fn user(name: &str, rid: u32, groups: &[(&str, u32)]) -> Identity {
+    pub(super) fn user(name: &str, rid: u32, groups: &[(&str, u32)]) -> Identity {
         let mut m = BTreeMap::new();
         m.insert("EX.TEST".to_owned(), "EX".to_owned());
         let mut id = Identity::from_principal(&format!("{name}@EX.TEST"), AuthMethod::Kerberos, &m);
@@ -222,7 +233,7 @@ mod tests {
         id
     }
 
-    fn policy() -> ImpersonationPolicy {
+    pub(super) fn policy() -> ImpersonationPolicy {
         ImpersonationPolicy {
             allow_impersonation: vec!["EX\\Helpdesk".into()],
             increase_permissions: vec!["EX\\Support Leads".into()],
@@ -230,7 +241,7 @@ mod tests {
         }
     }
 
-    fn rules() -> Vec<AccessRule> {
+    pub(super) fn rules() -> Vec<AccessRule> {
         vec![
             AccessRule {
                 allow_groups: vec!["EX\\Sales".into()],
