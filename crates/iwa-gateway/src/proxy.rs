@@ -38,6 +38,9 @@ pub struct Upstream {
     identity_headers: Arc<IdentityHeaders>,
     /// Signs `X-Iwa-Assertion` for authenticated requests, when configured.
     pub assertion: Option<Arc<iwa::assertion::Signer>>,
+    /// `[session]`: its cookie is a bearer credential, removed before forwarding on
+    /// every route (anonymous ones included).
+    pub session: Option<Arc<iwa::session::SessionSettings>>,
     /// Resolves impersonation cookies, when anyone may impersonate.
     pub impersonator: Option<Arc<iwa::impersonation::Impersonator>>,
     /// The gateway's own pages and API under `/.iwa/` ([`crate::admin`]).
@@ -73,6 +76,7 @@ impl Upstream {
             prefix,
             identity_headers,
             assertion: None,
+            session: None,
             impersonator: None,
             admin: None,
             hosted: None,
@@ -233,10 +237,25 @@ impl ProxyService {
         req: &mut Request<Incoming>,
     ) -> (Option<crate::admin::Caller>, Option<HeaderValue>) {
         use iwa::impersonation::Resolution;
+        // The common case costs nothing: not the gateway's own page, and no
+        // impersonation cookie (then the identity is not even cloned).
+        let admin = is_admin_path(req.uri().path());
+        let imp = self
+            .upstream
+            .impersonator
+            .as_ref()
+            .filter(|imp| imp.has_cookie(req.headers()));
+        if !admin && imp.is_none() {
+            return (None, None);
+        }
         let Some(real) = req.extensions().get::<Identity>().cloned() else {
+            // Anonymous: nothing to honour, but the ticket still never reaches the app.
+            if let Some(imp) = imp {
+                imp.strip(req.headers_mut());
+            }
             return (None, None);
         };
-        let Some(imp) = &self.upstream.impersonator else {
+        let Some(imp) = imp else {
             return (Some(crate::admin::Caller { real, active: None }), None);
         };
         let resolution = imp.resolve(&real, req.headers(), std::time::SystemTime::now());
@@ -358,6 +377,9 @@ impl ProxyService {
         let h = &mut parts.headers;
         remove_hop_by_hop(h);
         h.remove(header::AUTHORIZATION);
+        if let Some(session) = &self.upstream.session {
+            session.strip(h);
+        }
         // Forwarding headers are set by us, never trusted from the client.
         h.remove(header::FORWARDED);
         h.remove("x-forwarded-for");

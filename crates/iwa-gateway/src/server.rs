@@ -176,7 +176,6 @@ impl Gateway {
             },
             fake: config.fake.is_some(),
         })));
-        let upstream = Arc::new(upstream);
         let session = match &config.session {
             Some(s) => {
                 let ring = iwa::ticket::KeyRing::load(&s.key_file, &s.previous_key_files)
@@ -194,6 +193,8 @@ impl Gateway {
             }
             None => None,
         };
+        upstream.session = session.clone();
+        let upstream = Arc::new(upstream);
         let tls = match &config.tls {
             // HTTP/2 only without NTLM: an NTLM handshake is bound to its connection.
             Some(t) => Some(crate::tls::ReloadableTls::new(

@@ -424,27 +424,55 @@ impl Drop for KillOnDrop {
     }
 }
 
-#[test]
-fn iwa_hosts_the_flask_example() {
-    let realm = realm();
-    let cc = alice(&realm);
-    let dir = TempDir::new("iwa-flask-hosted").unwrap();
-    let (key_path, pub_path, _) = ed25519_keys(dir.path());
+/// A gateway config hosting the Flask example (`[backend] command`) with EdDSA
+/// assertions; `tail` is appended. Returns it with the private key's path.
+fn hosted_flask_config(realm: &MitRealm, dir: &Path, tail: &str) -> (GatewayConfig, PathBuf) {
+    let (key_path, pub_path, _) = ed25519_keys(dir);
     let table = format!(
         "command = [{}, {}]\nenv = {{ IWA_ASSERTION_PUBLIC_KEY_FILE = {}, IWA_ASSERTION_AUDIENCE = \"{AUDIENCE}\", PYTHONDONTWRITEBYTECODE = \"1\" }}\nstartup_timeout = \"20s\"\n",
         toml_str(&python()),
         toml_str(&example_dir().join("app.py").display().to_string()),
         toml_str(&pub_path.display().to_string()),
     );
-    let cfg = GatewayConfig::new(&realm, "http://unused")
+    let cfg = GatewayConfig::new(realm, "http://unused")
         .backend_table(&table)
-        .kerberos_line(&gateway_extra(
-            dir.path(),
-            &format!(
-                "private_key_file = {}",
-                toml_str(&key_path.display().to_string())
-            ),
+        .kerberos_line(&format!(
+            "{}{tail}",
+            gateway_extra(
+                dir,
+                &format!(
+                    "private_key_file = {}",
+                    toml_str(&key_path.display().to_string())
+                ),
+            )
         ));
+    (cfg, key_path)
+}
+
+/// The hosted app's PID and port, from its start line in iwa's log: `app[PID]: app.py:
+/// EdDSA assertions for audience 'flask-example', pairing token required;
+/// http://127.0.0.1:PORT/`. The last such line (the app may have been restarted).
+fn hosted_app(log: &str) -> Option<(u32, u16)> {
+    let line = log
+        .lines()
+        .rfind(|l| l.contains("pairing token required; http://127.0.0.1:"))?;
+    let pid = line.split("app[").nth(1)?.split(']').next()?.parse().ok()?;
+    let port = line
+        .rsplit("http://127.0.0.1:")
+        .next()?
+        .split('/')
+        .next()?
+        .parse()
+        .ok()?;
+    Some((pid, port))
+}
+
+#[test]
+fn iwa_hosts_the_flask_example() {
+    let realm = realm();
+    let cc = alice(&realm);
+    let dir = TempDir::new("iwa-flask-hosted").unwrap();
+    let (cfg, key_path) = hosted_flask_config(&realm, dir.path(), "");
     // Declared before the gateway: dropped after it, so iwa stops the app first.
     let mut app_pid = KillOnDrop(None);
     let gw = Gateway::start(&realm, &cfg);
@@ -464,23 +492,9 @@ fn iwa_hosts_the_flask_example() {
     // The app's start line, in iwa's log: `app[PID]: app.py: EdDSA assertions for
     // audience 'flask-example', pairing token required; http://127.0.0.1:PORT/`.
     let log = gw.log();
-    let line = log
-        .lines()
-        .find(|l| l.contains("pairing token required; http://127.0.0.1:"))
+    let (pid, port) = hosted_app(&log)
         .unwrap_or_else(|| panic!("the app's start line is not in the log:\n{log}"));
-    let pid: u32 = line
-        .split("app[")
-        .nth(1)
-        .and_then(|r| r.split(']').next())
-        .and_then(|p| p.parse().ok())
-        .unwrap_or_else(|| panic!("no app[pid] in {line}"));
     app_pid.0 = Some(pid);
-    let port: u16 = line
-        .rsplit("http://127.0.0.1:")
-        .next()
-        .and_then(|r| r.split('/').next())
-        .and_then(|p| p.parse().ok())
-        .unwrap_or_else(|| panic!("no port in {line}"));
 
     // Straight to the app with a genuine assertion but no pairing token, or a wrong one.
     let key = iwa::assertion::read_ed25519_private_key_file(&key_path).unwrap();
@@ -518,4 +532,114 @@ fn example_config_passes_iwa_check() {
         "{out}"
     );
     assert!(out.contains("hosted"), "{out}");
+}
+
+/// pyspnego (`tls_client.py`) as alice over HTTPS to `/api/me`, Kerberos with channel
+/// bindings `cb` (`real`, `wrong`, `none`): the status, and the app's JSON on 200.
+fn me_over_tls(gw: &Gateway, cc: &Ccache, cb: &str) -> (u64, serde_json::Value) {
+    let port = gw.port.to_string();
+    let v = run_client(
+        cc,
+        "tls_client.py",
+        &[
+            "--port",
+            &port,
+            "--protocol",
+            "kerberos",
+            "--cb",
+            cb,
+            "--path",
+            "/api/me",
+        ],
+    );
+    let status = v["status"].as_u64().unwrap_or(0);
+    let body = v["body"]
+        .as_str()
+        .and_then(|b| serde_json::from_str(b).ok())
+        .unwrap_or(serde_json::Value::Null);
+    (status, body)
+}
+
+/// The whole picture at once: iwa hosts the Flask example over TLS, in each
+/// Extended Protection mode, and the app verifies the assertion of every request that
+/// gets through; killed, the app is restarted on a new port and serves again; stopping
+/// iwa stops it.
+#[test]
+fn hosted_flask_over_tls_with_channel_binding_in_every_mode() {
+    let realm = realm();
+    let cc = alice(&realm);
+    for (mode, wrong_ok, none_ok) in [
+        ("off", true, true),
+        ("allow", false, true),
+        ("require", false, false),
+    ] {
+        let dir = TempDir::new("iwa-flask-tls").unwrap();
+        let (cert, key) = self_signed_cert(dir.path());
+        let tls = format!(
+            "\n[tls]\ncert = {}\nkey = {}\nextended_protection = \"{mode}\"\n",
+            toml_str(&cert.display().to_string()),
+            toml_str(&key.display().to_string()),
+        );
+        let (mut cfg, _) = hosted_flask_config(&realm, dir.path(), &tls);
+        cfg.tls = true;
+        let mut app_pid = KillOnDrop(None);
+        let mut gw = Gateway::start(&realm, &cfg);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let me = loop {
+            let (status, me) = me_over_tls(&gw, &cc, "real");
+            if status == 200 {
+                break me;
+            }
+            assert_eq!(status, 503, "{mode}: while the app starts\n{}", gw.log());
+            assert!(
+                Instant::now() < deadline,
+                "{mode}: app not up\n{}",
+                gw.log()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        // Flask verified the assertion and reports who called.
+        assert_eq!(me["user"], "IWA\\alice", "{mode}: {me}");
+        let (status, _) = me_over_tls(&gw, &cc, "wrong");
+        assert_eq!(
+            status == 200,
+            wrong_ok,
+            "{mode}: bindings for another certificate: {status}"
+        );
+        let (status, _) = me_over_tls(&gw, &cc, "none");
+        assert_eq!(status == 200, none_ok, "{mode}: no bindings: {status}");
+
+        let (pid, port) = hosted_app(&gw.log()).expect("the app's start line");
+        app_pid.0 = Some(pid);
+        if mode == "require" {
+            // Killed → restarted (new PID and port) → served again.
+            iwa_testrealm::process::send_signal(pid, 9);
+            let deadline = Instant::now() + Duration::from_secs(20);
+            loop {
+                if let Some((new_pid, new_port)) = hosted_app(&gw.log()) {
+                    if new_pid != pid {
+                        app_pid.0 = Some(new_pid);
+                        assert_ne!(new_port, 0);
+                        let (status, me) = me_over_tls(&gw, &cc, "real");
+                        if status == 200 {
+                            assert_eq!(me["user"], "IWA\\alice");
+                            break;
+                        }
+                    }
+                }
+                assert!(Instant::now() < deadline, "not restarted\n{}", gw.log());
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            let _ = port;
+        }
+        // Stopping iwa stops the app: no orphan.
+        let app = app_pid.0.unwrap();
+        gw.terminate();
+        assert!(
+            iwa_testrealm::util::wait_until(Duration::from_secs(15), || {
+                !iwa_testrealm::process::pid_alive(app)
+            }),
+            "{mode}: the app outlived iwa"
+        );
+    }
 }

@@ -96,7 +96,8 @@ fn setup(extra_impersonation: &str) -> Setup {
          [log]\naudit_file = {}\n\n\
          [assertion]\nsecret_file = {}\naudience = \"app\"\n\n\
          [[route]]\npath = \"/finance\"\nallow_groups = [\"IWA\\\\Finance\"]\n\n\
-         [[route]]\npath = \"/payroll\"\nallow_groups = [\"IWA\\\\Payroll\"]\n",
+         [[route]]\npath = \"/payroll\"\nallow_groups = [\"IWA\\\\Payroll\"]\n\n\
+         [[route]]\npath = \"/pub\"\nauth = \"anonymous\"\n",
         toml_str(&key.display().to_string()),
         toml_str(&directory.display().to_string()),
         toml_str(&audit.display().to_string()),
@@ -231,6 +232,18 @@ fn start_act_and_stop_with_audit() {
     .unwrap();
     assert_eq!(claims.sub, "IWA\\bob");
     assert_eq!(claims.act.as_deref(), Some("IWA\\alice"));
+
+    // On an anonymous route nobody is impersonated, and the ticket does not leak.
+    let seen = alice.get("/pub/x").echo();
+    assert_eq!(seen.header("x-remote-user"), None);
+    assert!(
+        !seen
+            .header("cookie")
+            .unwrap_or("")
+            .contains("iwa_impersonation"),
+        "{:?}",
+        seen.header("cookie")
+    );
 
     let me = alice.whoami();
     assert_eq!(me["user"], "IWA\\alice");

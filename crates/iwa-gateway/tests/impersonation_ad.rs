@@ -109,6 +109,8 @@ fn helpdesk_member_acts_as_bob_with_his_directory_identity() {
         ("EXAMPLE\\carol", 409, "target_disabled"),
         ("EXAMPLE\\Administrator", 403, "protected_target"),
         ("EXAMPLE\\nosuchuser", 404, "unknown_user"),
+        // A computer account is not a person to act as.
+        ("EXAMPLE\\DC1$", 404, "unknown_user"),
     ] {
         let (got, body, _) = post(user);
         assert_eq!(

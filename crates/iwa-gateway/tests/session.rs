@@ -104,3 +104,33 @@ fn key_files_must_be_private_and_well_formed() {
         "{text}"
     );
 }
+
+/// The session ticket is a bearer credential: it never reaches the backend, also on
+/// routes where nobody is authenticated.
+#[test]
+fn cookie_is_removed_on_anonymous_routes_too() {
+    let realm = realm();
+    let echo = echo();
+    let keys = iwa_testrealm::TempDir::new("iwa-session-keys").unwrap();
+    let key = keygen(keys.path(), "session.key");
+    let cfg = GatewayConfig::new(&realm, echo.url()).kerberos_line(&format!(
+        "\n[session]\nkey_file = {}\n\n[[route]]\npath = \"/pub\"\nauth = \"anonymous\"\n\n[[route]]\npath = \"/maybe\"\nauth = \"optional\"\n",
+        toml_str(&key.display().to_string())
+    ));
+    let gw = Gateway::start(&realm, &cfg);
+    let r = gw.get_with_token("/login", &mint_token(&alice(&realm), "localhost"));
+    let pair = r
+        .header("set-cookie")
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    for path in ["/pub/page", "/maybe/page"] {
+        let r = gw
+            .get_raw(path, &[("Cookie", &format!("a=1; {pair}"))])
+            .unwrap();
+        assert_eq!(r.status, 200, "{path}");
+        assert_eq!(r.echo().header("cookie"), Some("a=1"), "{path}");
+    }
+}

@@ -4,49 +4,12 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use serde_json::Value;
 use support::*;
 
 const PASSWORD: &str = "Ntlm-Pa55word";
-
-/// A self-signed certificate for `localhost` and its key (mode 0600) in `dir`.
-fn self_signed(dir: &Path) -> (PathBuf, PathBuf) {
-    let cert = dir.join("tls.pem");
-    let key = dir.join("tls.key");
-    let out = Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-subj",
-            "/CN=localhost",
-        ])
-        .args([
-            "-addext",
-            "subjectAltName=DNS:localhost",
-            "-days",
-            "1",
-            "-keyout",
-        ])
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .output()
-        .expect("openssl runs");
-    assert!(
-        out.status.success(),
-        "openssl: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
-    (cert, key)
-}
 
 /// A TLS gateway with Kerberos and NTLM; `mode` is `extended_protection` (None: the
 /// default); `extra` goes at the end of the config.
@@ -57,7 +20,7 @@ fn tls_gateway(
     mode: Option<&str>,
     extra: &str,
 ) -> Gateway {
-    let (cert, key) = self_signed(dir.path());
+    let (cert, key) = self_signed_cert(dir.path());
     let users = ntlm_users_file(dir.path(), PASSWORD);
     let mode_line = mode
         .map(|m| format!("extended_protection = \"{m}\"\n"))
@@ -75,7 +38,16 @@ fn tls_gateway(
 /// pyspnego over HTTPS (`tests/clients/tls_client.py`).
 fn pyspnego(gw: &Gateway, cc: &Ccache, protocol: &str, cb: &str) -> Value {
     let port = gw.port.to_string();
-    let mut args = vec!["--port", &port, "--protocol", protocol, "--cb", cb];
+    // Offering h2 checks that a listener with NTLM picks http/1.1.
+    let mut args = vec![
+        "--port",
+        &port,
+        "--protocol",
+        protocol,
+        "--cb",
+        cb,
+        "--offer-h2",
+    ];
     if protocol == "ntlm" {
         args.extend(["--user", "IWA\\alice", "--password", PASSWORD]);
     }
@@ -216,7 +188,7 @@ fn plain_http_is_refused_and_check_reports_the_certificate() {
 #[test]
 fn group_readable_key_is_refused() {
     let dir = TempDir::new("iwa-tls").unwrap();
-    let (cert, key) = self_signed(dir.path());
+    let (cert, key) = self_signed_cert(dir.path());
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o640)).unwrap();
     let config = dir.path().join("iwa.toml");
@@ -244,4 +216,61 @@ fn group_readable_key_is_refused() {
         text.contains("tls.key") && text.contains("chmod 600"),
         "{text}"
     );
+}
+
+/// On a TLS listener the impersonation cookie is `Secure`, and the same-origin check
+/// wants the `https` origin.
+#[test]
+fn impersonation_over_tls_has_secure_cookies_and_https_origin() {
+    let realm = realm();
+    let backend = echo();
+    let cc = alice(&realm);
+    let dir = TempDir::new("iwa-tls-imp").unwrap();
+    let key = keygen(dir.path());
+    let directory = dir.path().join("directory.toml");
+    std::fs::write(
+        &directory,
+        "[users]\n\"IWA\\\\bob\" = \"S-1-5-21-9-9-9-1002\"\n",
+    )
+    .unwrap();
+    let gw = tls_gateway(
+        &realm,
+        &backend.url(),
+        &dir,
+        None,
+        &format!(
+            "\n[impersonation]\nallow_impersonation = [\"IWA\\\\alice\"]\nkey_file = {}\n\n[directory]\nfile = {}\n",
+            toml_str(&key.display().to_string()),
+            toml_str(&directory.display().to_string()),
+        ),
+    );
+    let start = |origin: &str| {
+        curl_get(
+            &cc,
+            &realm,
+            &gw.https_url("/.iwa/api/impersonation"),
+            &[
+                "-k",
+                "-X",
+                "POST",
+                "-H",
+                "Content-Type: application/json",
+                "-H",
+                origin,
+                "--data-binary",
+                r#"{"user": "IWA\\bob", "reason": "tls"}"#,
+            ],
+        )
+    };
+    let plain = format!("Origin: http://localhost:{}", gw.port);
+    assert_eq!(
+        start(&plain).status,
+        403,
+        "an http origin is another origin"
+    );
+    let r = start(&format!("Origin: https://localhost:{}", gw.port));
+    assert_eq!(r.status, 204, "{}", gw.log());
+    let cookie = r.header("set-cookie").unwrap();
+    assert!(cookie.contains("; Secure"), "{cookie}");
+    assert!(cookie.contains("HttpOnly"), "{cookie}");
 }

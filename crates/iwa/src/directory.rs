@@ -1049,9 +1049,11 @@ const UF_LOCKOUT: u32 = 0x10;
 /// The filter that finds one user account by `attr` (`sAMAccountName`,
 /// `userPrincipalName`); `value` is escaped as RFC 4515 asks (`*`, `(`, `)`, `\`, NUL
 /// become `\2a`, `\28`, `\29`, `\5c`, `\00`), so a name can never widen the search.
+/// `objectCategory=person` leaves out computer accounts (`DC1$` is `objectClass=user`
+/// too): nobody acts as a machine.
 fn user_filter(attr: &str, value: &str) -> String {
     format!(
-        "(&(objectClass=user)({attr}={}))",
+        "(&(objectCategory=person)(objectClass=user)({attr}={}))",
         ldap3::ldap_escape(value)
     )
 }
@@ -2304,22 +2306,22 @@ members = ["EXAMPLE\\Helpdesk Staff", "bob"]
     fn user_filters_escape_as_rfc4515_asks() {
         assert_eq!(
             user_filter("sAMAccountName", "bob"),
-            "(&(objectClass=user)(sAMAccountName=bob))"
+            "(&(objectCategory=person)(objectClass=user)(sAMAccountName=bob))"
         );
         // Every character with a meaning in a filter is hex-escaped, so a name cannot
         // widen the search (`*`) or close the filter and add a clause.
         assert_eq!(
             user_filter("sAMAccountName", "*)(objectClass=*"),
-            "(&(objectClass=user)(sAMAccountName=\\2a\\29\\28objectClass=\\2a))"
+            "(&(objectCategory=person)(objectClass=user)(sAMAccountName=\\2a\\29\\28objectClass=\\2a))"
         );
         assert_eq!(
             user_filter("userPrincipalName", "a\\b\0c@R"),
-            "(&(objectClass=user)(userPrincipalName=a\\5cb\\00c@R))"
+            "(&(objectCategory=person)(objectClass=user)(userPrincipalName=a\\5cb\\00c@R))"
         );
         // Non-ASCII passes as UTF-8, which RFC 4515 allows.
         assert_eq!(
             user_filter("sAMAccountName", "jürgen"),
-            "(&(objectClass=user)(sAMAccountName=jürgen))"
+            "(&(objectCategory=person)(objectClass=user)(sAMAccountName=jürgen))"
         );
     }
 
