@@ -473,12 +473,8 @@ async fn form_start(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    if let Err(r) = check_same_origin(&headers, state.scheme) {
-        audit::csrf_refused(&caller.real, r.message());
-        return html(
-            StatusCode::FORBIDDEN,
-            render_page(&state, &caller, Some(r.message())),
-        );
+    if let Some(refused) = form_guard(&state, &caller, &headers) {
+        return refused;
     }
     let mut user = String::new();
     let mut reason = String::new();
@@ -500,15 +496,21 @@ async fn form_stop(
     Extension(caller): Extension<Caller>,
     headers: HeaderMap,
 ) -> Response {
-    if let Err(r) = check_same_origin(&headers, state.scheme) {
-        audit::csrf_refused(&caller.real, r.message());
-        return html(
-            StatusCode::FORBIDDEN,
-            render_page(&state, &caller, Some(r.message())),
-        );
+    if let Some(refused) = form_guard(&state, &caller, &headers) {
+        return refused;
     }
     let cookie = stop(&state, &caller);
     see_other("/.iwa/", cookie)
+}
+
+/// The CSRF check for the page's forms: the page with the refusal, or `None` to go on.
+fn form_guard(state: &AdminState, caller: &Caller, headers: &HeaderMap) -> Option<Response> {
+    let refused = check_same_origin(headers, state.scheme).err()?;
+    audit::csrf_refused(&caller.real, refused.message());
+    Some(html(
+        StatusCode::FORBIDDEN,
+        render_page(state, caller, Some(refused.message())),
+    ))
 }
 
 fn layout(title: &str, body: &str) -> String {

@@ -101,26 +101,17 @@ fn admin_page_warns_and_impersonation_works_on_top() {
 
     let jar = dir.path().join("jar");
     let jar_s = jar.display().to_string();
-    let origin = format!("Origin: http://localhost:{}", gw.addr().port());
-    let r = curl(
-        None,
-        &realm,
-        &[gw.url("/.iwa/api/impersonation")],
-        &[
-            "-c",
-            &jar_s,
-            "-X",
-            "POST",
-            "-H",
-            "Content-Type: application/json",
-            "-H",
-            &origin,
-            "--data-binary",
-            r#"{"user": "EXAMPLE\\bob", "reason": "dev"}"#,
-        ],
-    )
-    .pop()
-    .unwrap();
+    let origin = format!("http://localhost:{}", gw.addr().port());
+    let mut args = vec!["-c".to_owned(), jar_s.clone()];
+    args.extend(json_request_args(
+        "POST",
+        &origin,
+        Some(r#"{"user": "EXAMPLE\\bob", "reason": "dev"}"#),
+    ));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let r = curl(None, &realm, &[gw.url("/.iwa/api/impersonation")], &args)
+        .pop()
+        .unwrap();
     assert_eq!(r.status, 204, "{}", r.text());
     let seen = curl(None, &realm, &[gw.url("/x")], &["-b", &jar_s])
         .pop()

@@ -139,35 +139,18 @@ impl<'a> Client<'a> {
     /// `POST /.iwa/api/impersonation` the way a same-origin `fetch` sends it.
     fn start(&self, user: &str, reason: &str) -> CurlResult {
         let body = serde_json::json!({ "user": user, "reason": reason }).to_string();
-        let origin = format!("Origin: {}", self.s.origin());
-        self.request(
-            "/.iwa/api/impersonation",
-            &[
-                "-X",
-                "POST",
-                "-H",
-                "Content-Type: application/json",
-                "-H",
-                &origin,
-                "--data-binary",
-                &body,
-            ],
-        )
+        self.api("POST", Some(&body))
     }
 
     fn stop(&self) -> CurlResult {
-        let origin = format!("Origin: {}", self.s.origin());
-        self.request(
-            "/.iwa/api/impersonation",
-            &[
-                "-X",
-                "DELETE",
-                "-H",
-                "Content-Type: application/json",
-                "-H",
-                &origin,
-            ],
-        )
+        self.api("DELETE", None)
+    }
+
+    /// `/.iwa/api/impersonation` the way a same-origin `fetch` calls it.
+    fn api(&self, method: &str, body: Option<&str>) -> CurlResult {
+        let args = json_request_args(method, &self.s.origin(), body);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        self.request("/.iwa/api/impersonation", &args)
     }
 
     fn whoami(&self) -> Value {
@@ -351,25 +334,12 @@ fn every_refusal_has_its_status_and_code() {
     assert_eq!((r.status, error_code(&r).as_str()), (403, "nested"));
 
     // Malformed JSON and unknown fields.
-    let origin = format!("Origin: {}", s.origin());
     for body in [
         "{",
         "{\"user\": 5}",
         "{\"user\": \"IWA\\\\bob\", \"admin\": true}",
     ] {
-        let r = bob.request(
-            "/.iwa/api/impersonation",
-            &[
-                "-X",
-                "POST",
-                "-H",
-                "Content-Type: application/json",
-                "-H",
-                &origin,
-                "--data-binary",
-                body,
-            ],
-        );
+        let r = bob.api("POST", Some(body));
         assert_eq!(
             (r.status, error_code(&r).as_str()),
             (400, "bad_request"),

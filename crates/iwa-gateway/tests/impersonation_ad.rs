@@ -8,54 +8,28 @@ mod support;
 use iwa_testrealm::samba::{
     SambaDc, AD_ALICE, AD_ALICE_PASSWORD, AD_BOB, AD_BOB_PASSWORD, ALL_STAFF, HELPDESK_STAFF, SALES,
 };
-use iwa_testrealm::EchoRequest;
 use serde_json::Value;
 use support::*;
 
-/// `curl --negotiate` as an AD user with a cookie jar; extra args before the URL.
-fn curl_ad(
+/// As `user`, with the cookie jar `jar`; `extra` before the URL.
+fn as_user(
     dc: &SambaDc,
-    user: &str,
-    password: &str,
+    (user, password): (&str, &str),
     jar: &std::path::Path,
     url: &str,
-    extra: &[&str],
-) -> (u16, Vec<u8>, String) {
-    let cc = dc.kinit(user, password).expect("kinit against the DC");
-    let dir = TempDir::new("iwa-curl-ad").unwrap();
-    let headers = dir.path().join("h");
-    let out = std::process::Command::new("curl")
-        .args([
-            "-sS",
-            "--noproxy",
-            "*",
-            "--max-time",
-            "10",
-            "--negotiate",
-            "-u",
-            ":",
-        ])
-        .arg("-b")
-        .arg(jar)
-        .arg("-c")
-        .arg(jar)
-        .arg("-D")
-        .arg(&headers)
-        .args(["-o", "-", "-w", "\n%{http_code}"])
-        .args(extra)
-        .arg(url)
-        .env("KRB5_CONFIG", dc.krb5_conf())
-        .env("KRB5CCNAME", cc.name())
-        .output()
-        .expect("curl");
-    let text = out.stdout;
-    let split = text.iter().rposition(|&b| b == b'\n').unwrap_or(0);
-    let code = String::from_utf8_lossy(&text[split..])
-        .trim()
-        .parse()
-        .unwrap_or(0);
-    let raw = std::fs::read_to_string(&headers).unwrap_or_default();
-    (code, text[..split].to_vec(), raw)
+    extra: &[String],
+) -> CurlResult {
+    let jar = jar.display().to_string();
+    let mut args = vec!["-b", jar.as_str(), "-c", jar.as_str()];
+    args.extend(extra.iter().map(String::as_str));
+    curl_ad(dc, user, password, url, &args)
+}
+
+fn code_of(r: &CurlResult) -> String {
+    serde_json::from_slice::<Value>(&r.body).map_or_else(
+        |_| r.text(),
+        |v| v["code"].as_str().unwrap_or("").to_owned(),
+    )
 }
 
 fn start_body(user: &str) -> String {
@@ -74,31 +48,18 @@ fn helpdesk_member_acts_as_bob_with_his_directory_identity() {
         toml_str(&sales)
     );
     let gw = ad_impersonation_gateway(&realm, &dc, &echo.url(), dir.path(), &rule);
-    let origin = format!("Origin: http://localhost:{}", gw.addr().port());
+    let origin = format!("http://localhost:{}", gw.addr().port());
+    let api = gw.url("/.iwa/api/impersonation");
+    let alice = (AD_ALICE, AD_ALICE_PASSWORD);
     let jar = dir.path().join("alice.jar");
     let post = |user: &str| {
-        curl_ad(
+        let body = start_body(user);
+        as_user(
             &dc,
-            AD_ALICE,
-            AD_ALICE_PASSWORD,
+            alice,
             &jar,
-            &gw.url("/.iwa/api/impersonation"),
-            &[
-                "-X",
-                "POST",
-                "-H",
-                "Content-Type: application/json",
-                "-H",
-                &origin,
-                "--data-binary",
-                &start_body(user),
-            ],
-        )
-    };
-    let code_of = |body: &[u8]| -> String {
-        serde_json::from_slice::<Value>(body).map_or_else(
-            |_| String::from_utf8_lossy(body).into_owned(),
-            |v| v["code"].as_str().unwrap_or("").to_owned(),
+            &api,
+            &json_request_args("POST", &origin, Some(&body)),
         )
     };
 
@@ -112,9 +73,9 @@ fn helpdesk_member_acts_as_bob_with_his_directory_identity() {
         // A computer account is not a person to act as.
         ("EXAMPLE\\DC1$", 404, "unknown_user"),
     ] {
-        let (got, body, _) = post(user);
+        let r = post(user);
         assert_eq!(
-            (got, code_of(&body).as_str()),
+            (r.status, code_of(&r).as_str()),
             (status, code),
             "{user}\n{}",
             gw.log()
@@ -122,34 +83,25 @@ fn helpdesk_member_acts_as_bob_with_his_directory_identity() {
     }
     // bob may not impersonate at all.
     let bob_jar = dir.path().join("bob.jar");
-    let (got, body, _) = curl_ad(
+    let body = start_body("EXAMPLE\\alice");
+    let r = as_user(
         &dc,
-        AD_BOB,
-        AD_BOB_PASSWORD,
+        (AD_BOB, AD_BOB_PASSWORD),
         &bob_jar,
-        &gw.url("/.iwa/api/impersonation"),
-        &[
-            "-X",
-            "POST",
-            "-H",
-            "Content-Type: application/json",
-            "-H",
-            &origin,
-            "--data-binary",
-            &start_body("EXAMPLE\\alice"),
-        ],
+        &api,
+        &json_request_args("POST", &origin, Some(&body)),
     );
-    assert_eq!((got, code_of(&body).as_str()), (403, "not_permitted"));
+    assert_eq!((r.status, code_of(&r).as_str()), (403, "not_permitted"));
 
     // alice acts as bob: the backend sees bob's SID and groups as the DC has them.
-    let (got, body, headers) = post("EXAMPLE\\bob");
-    assert_eq!(got, 204, "{}\n{}", String::from_utf8_lossy(&body), gw.log());
-    assert!(headers
-        .to_ascii_lowercase()
-        .contains("set-cookie: iwa_impersonation="));
-    let (got, body, _) = curl_ad(&dc, AD_ALICE, AD_ALICE_PASSWORD, &jar, &gw.url("/app"), &[]);
-    assert_eq!(got, 200);
-    let seen = EchoRequest::from_json(&body).unwrap();
+    let r = post("EXAMPLE\\bob");
+    assert_eq!(r.status, 204, "{}\n{}", r.text(), gw.log());
+    assert!(r
+        .header("set-cookie")
+        .is_some_and(|c| c.starts_with("iwa_impersonation=")));
+    let r = as_user(&dc, alice, &jar, &gw.url("/app"), &[]);
+    assert_eq!(r.status, 200);
+    let seen = r.echo();
     assert_eq!(seen.header("x-remote-user"), Some("EXAMPLE\\bob"));
     assert_eq!(seen.header("x-remote-impersonator"), Some("EXAMPLE\\alice"));
     let bob_sid = dc.user_sid(AD_BOB).unwrap();
@@ -178,24 +130,15 @@ fn helpdesk_member_acts_as_bob_with_his_directory_identity() {
     assert_eq!(group_sids.contains(&all_staff), bob_in_all_staff);
 
     // Stop.
-    let (got, _, _) = curl_ad(
+    let r = as_user(
         &dc,
-        AD_ALICE,
-        AD_ALICE_PASSWORD,
+        alice,
         &jar,
-        &gw.url("/.iwa/api/impersonation"),
-        &[
-            "-X",
-            "DELETE",
-            "-H",
-            "Content-Type: application/json",
-            "-H",
-            &origin,
-        ],
+        &api,
+        &json_request_args("DELETE", &origin, None),
     );
-    assert_eq!(got, 204);
-    let (_, body, _) = curl_ad(&dc, AD_ALICE, AD_ALICE_PASSWORD, &jar, &gw.url("/app"), &[]);
-    let seen = EchoRequest::from_json(&body).unwrap();
+    assert_eq!(r.status, 204);
+    let seen = as_user(&dc, alice, &jar, &gw.url("/app"), &[]).echo();
     assert_eq!(seen.header("x-remote-user"), Some("EXAMPLE\\alice"));
     assert_eq!(seen.header("x-remote-impersonator"), None);
 

@@ -245,30 +245,22 @@ fn impersonation_over_tls_has_secure_cookies_and_https_origin() {
         ),
     );
     let start = |origin: &str| {
-        curl_get(
-            &cc,
-            &realm,
-            &gw.https_url("/.iwa/api/impersonation"),
-            &[
-                "-k",
-                "-X",
-                "POST",
-                "-H",
-                "Content-Type: application/json",
-                "-H",
-                origin,
-                "--data-binary",
-                r#"{"user": "IWA\\bob", "reason": "tls"}"#,
-            ],
-        )
+        let mut args = vec!["-k".to_owned()];
+        args.extend(json_request_args(
+            "POST",
+            origin,
+            Some(r#"{"user": "IWA\\bob", "reason": "tls"}"#),
+        ));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        curl_get(&cc, &realm, &gw.https_url("/.iwa/api/impersonation"), &args)
     };
-    let plain = format!("Origin: http://localhost:{}", gw.port);
+    let plain = format!("http://localhost:{}", gw.port);
     assert_eq!(
         start(&plain).status,
         403,
         "an http origin is another origin"
     );
-    let r = start(&format!("Origin: https://localhost:{}", gw.port));
+    let r = start(&format!("https://localhost:{}", gw.port));
     assert_eq!(r.status, 204, "{}", gw.log());
     let cookie = r.header("set-cookie").unwrap();
     assert!(cookie.contains("; Secure"), "{cookie}");

@@ -16,31 +16,6 @@ use support::*;
 
 const SIGHUP: i32 = 1;
 
-/// A self-signed certificate for `localhost` and its key (mode 0600) at these paths.
-fn make_cert(cert: &Path, key: &Path) {
-    let out = Command::new("openssl")
-        .args(["req", "-x509", "-newkey", "rsa:2048", "-sha256", "-nodes"])
-        .args([
-            "-subj",
-            "/CN=localhost",
-            "-addext",
-            "subjectAltName=DNS:localhost",
-        ])
-        .args(["-days", "1", "-keyout"])
-        .arg(key)
-        .arg("-out")
-        .arg(cert)
-        .output()
-        .expect("openssl runs");
-    assert!(
-        out.status.success(),
-        "openssl: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(key, std::fs::Permissions::from_mode(0o600)).unwrap();
-}
-
 /// SHA-256 of the certificate's DER, lowercase hex.
 fn fingerprint(cert: &Path) -> String {
     let out = Command::new("openssl")
@@ -138,7 +113,7 @@ fn sighup_reloads_the_certificate_for_new_connections_only() {
     let cc = alice(&realm);
     let dir = TempDir::new("iwa-tls-reload").unwrap();
     let (cert, key) = (dir.path().join("tls.pem"), dir.path().join("tls.key"));
-    make_cert(&cert, &key);
+    write_self_signed(&cert, &key);
     let old = fingerprint(&cert);
     let gw = gateway(&realm, &backend.url(), dir.path(), false, "require");
 
@@ -151,7 +126,7 @@ fn sighup_reloads_the_certificate_for_new_connections_only() {
     // New pair in place, SIGHUP.
     let next = dir.path().join("next");
     std::fs::create_dir_all(&next).unwrap();
-    make_cert(&next.join("tls.pem"), &next.join("tls.key"));
+    write_self_signed(&next.join("tls.pem"), &next.join("tls.key"));
     let new = fingerprint(&next.join("tls.pem"));
     assert_ne!(new, old);
     std::fs::copy(next.join("tls.pem"), &cert).unwrap();
@@ -185,7 +160,7 @@ fn a_broken_new_pair_keeps_the_old_one() {
     let cc = alice(&realm);
     let dir = TempDir::new("iwa-tls-reload").unwrap();
     let (cert, key) = (dir.path().join("tls.pem"), dir.path().join("tls.key"));
-    make_cert(&cert, &key);
+    write_self_signed(&cert, &key);
     let old = fingerprint(&cert);
     let gw = gateway(&realm, &backend.url(), dir.path(), false, "require");
     let good_cert = std::fs::read(&cert).unwrap();
@@ -205,7 +180,7 @@ fn a_broken_new_pair_keeps_the_old_one() {
     // A certificate that does not match the key.
     let other = dir.path().join("other");
     std::fs::create_dir_all(&other).unwrap();
-    make_cert(&other.join("tls.pem"), &other.join("tls.key"));
+    write_self_signed(&other.join("tls.pem"), &other.join("tls.key"));
     std::fs::copy(other.join("tls.pem"), &cert).unwrap();
     assert!(send_signal(gw.pid(), SIGHUP));
     assert!(
@@ -268,7 +243,7 @@ fn http2_by_alpn_only_when_ntlm_is_off() {
     let cc = alice(&realm);
 
     let dir = TempDir::new("iwa-tls-h2").unwrap();
-    make_cert(&dir.path().join("tls.pem"), &dir.path().join("tls.key"));
+    write_self_signed(&dir.path().join("tls.pem"), &dir.path().join("tls.key"));
     let gw = gateway(&realm, &backend.url(), dir.path(), false, "allow");
     let (status, version, body) = curl_h2(&gw, &realm, &cc);
     assert_eq!(status, 200, "{}", gw.log());
@@ -293,7 +268,7 @@ fn http2_by_alpn_only_when_ntlm_is_off() {
     drop(gw);
 
     let dir = TempDir::new("iwa-tls-h2").unwrap();
-    make_cert(&dir.path().join("tls.pem"), &dir.path().join("tls.key"));
+    write_self_signed(&dir.path().join("tls.pem"), &dir.path().join("tls.key"));
     let gw = gateway(&realm, &backend.url(), dir.path(), true, "allow");
     let (status, version, _) = curl_h2(&gw, &realm, &cc);
     assert_eq!(status, 200, "{}", gw.log());

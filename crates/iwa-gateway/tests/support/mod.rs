@@ -526,19 +526,7 @@ pub fn curl(
             let raw_headers =
                 std::fs::read_to_string(dir.path().join(format!("h{i}"))).unwrap_or_default();
             // -D holds every response of the transfer (401 then 200): keep the last block.
-            let last = raw_headers
-                .split("\r\n\r\n")
-                .filter(|b| !b.trim().is_empty())
-                .last()
-                .unwrap_or("");
-            let headers = last
-                .lines()
-                .skip(1)
-                .filter_map(|l| {
-                    let (n, v) = l.split_once(':')?;
-                    Some((n.trim().to_ascii_lowercase(), v.trim().to_owned()))
-                })
-                .collect();
+            let headers = last_header_block(&raw_headers);
             let body = std::fs::read(dir.path().join(format!("b{i}"))).unwrap_or_default();
             CurlResult {
                 status,
@@ -677,7 +665,22 @@ pub fn curl_negotiate_ad(
     password: &str,
     url: &str,
 ) -> (u16, Vec<u8>) {
+    let r = curl_ad(dc, user, password, url, &[]);
+    (r.status, r.body)
+}
+
+/// `curl --negotiate` as an AD user (kinit against the Samba DC) with `extra` arguments
+/// before the URL (a cookie jar, a method, a body).
+pub fn curl_ad(
+    dc: &iwa_testrealm::samba::SambaDc,
+    user: &str,
+    password: &str,
+    url: &str,
+    extra: &[&str],
+) -> CurlResult {
     let cc = dc.kinit(user, password).expect("kinit against the DC");
+    let dir = TempDir::new("iwa-curl-ad").expect("tmp");
+    let headers = dir.path().join("h");
     let out = Command::new("curl")
         .args([
             "-sS",
@@ -688,11 +691,11 @@ pub fn curl_negotiate_ad(
             "--negotiate",
             "-u",
             ":",
-            "-o",
-            "-",
-            "-w",
-            "\n%{http_code}",
         ])
+        .arg("-D")
+        .arg(&headers)
+        .args(["-o", "-", "-w", "\n%{http_code}"])
+        .args(extra)
         .arg(url)
         .env("KRB5_CONFIG", dc.krb5_conf())
         .env("KRB5CCNAME", cc.name())
@@ -700,11 +703,51 @@ pub fn curl_negotiate_ad(
         .expect("curl");
     let text = out.stdout;
     let split = text.iter().rposition(|&b| b == b'\n').unwrap_or(0);
-    let code = String::from_utf8_lossy(&text[split..])
+    let status = String::from_utf8_lossy(&text[split..])
         .trim()
         .parse()
         .unwrap_or(0);
-    (code, text[..split].to_vec())
+    let raw = std::fs::read_to_string(&headers).unwrap_or_default();
+    CurlResult {
+        status,
+        headers: last_header_block(&raw),
+        body: text[..split].to_vec(),
+        num_connects: 0,
+    }
+}
+
+/// The headers of the last response in a `curl -D` dump (a 401 then a 200 is two
+/// blocks), names lowercased.
+fn last_header_block(raw: &str) -> Vec<(String, String)> {
+    raw.split("\r\n\r\n")
+        .filter(|b| !b.trim().is_empty())
+        .last()
+        .unwrap_or("")
+        .lines()
+        .skip(1)
+        .filter_map(|l| {
+            let (n, v) = l.split_once(':')?;
+            Some((n.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        })
+        .collect()
+}
+
+/// curl arguments for a state-changing request to the gateway's API the way a
+/// same-origin `fetch` sends it: method, JSON content type, `Origin`, and the body.
+pub fn json_request_args(method: &str, origin: &str, body: Option<&str>) -> Vec<String> {
+    let mut args = vec![
+        "-X".to_owned(),
+        method.to_owned(),
+        "-H".to_owned(),
+        "Content-Type: application/json".to_owned(),
+        "-H".to_owned(),
+        format!("Origin: {origin}"),
+    ];
+    if let Some(body) = body {
+        args.push("--data-binary".to_owned());
+        args.push(body.to_owned());
+    }
+    args
 }
 
 /// An NTLM users file for IWA\\alice and IWA\\bob with `password`, made with `iwa hash`.
@@ -790,30 +833,20 @@ pub fn ad_impersonation_gateway(
     Gateway::start(realm, &cfg)
 }
 
-/// A self-signed certificate for `localhost` and its key (mode 0600) in `dir`.
-pub fn self_signed_cert(dir: &Path) -> (PathBuf, PathBuf) {
-    let cert = dir.join("tls.pem");
-    let key = dir.join("tls.key");
+/// A self-signed certificate for `localhost` and its key (mode 0600) at these paths.
+pub fn write_self_signed(cert: &Path, key: &Path) {
     let out = Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "rsa:2048", "-sha256", "-nodes"])
         .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
             "-subj",
             "/CN=localhost",
-        ])
-        .args([
             "-addext",
             "subjectAltName=DNS:localhost",
-            "-days",
-            "1",
-            "-keyout",
         ])
-        .arg(&key)
+        .args(["-days", "1", "-keyout"])
+        .arg(key)
         .arg("-out")
-        .arg(&cert)
+        .arg(cert)
         .output()
         .expect("openssl runs");
     assert!(
@@ -822,6 +855,12 @@ pub fn self_signed_cert(dir: &Path) -> (PathBuf, PathBuf) {
         String::from_utf8_lossy(&out.stderr)
     );
     use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    std::fs::set_permissions(key, std::fs::Permissions::from_mode(0o600)).unwrap();
+}
+
+/// [`write_self_signed`] as `dir/tls.pem` and `dir/tls.key`.
+pub fn self_signed_cert(dir: &Path) -> (PathBuf, PathBuf) {
+    let (cert, key) = (dir.join("tls.pem"), dir.join("tls.key"));
+    write_self_signed(&cert, &key);
     (cert, key)
 }
