@@ -69,6 +69,19 @@ pub fn check(path: &Path) -> Report {
         }
         None => text.push_str("ntlm: not configured\n"),
     }
+    match &config.ldap {
+        Some(l) => {
+            let (l_text, l_ok) = check_ldap(l);
+            text.push_str(&l_text);
+            ok &= l_ok;
+        }
+        None => match &config.directory_file {
+            Some(f) => {
+                let _ = writeln!(text, "directory: file {}", f.display());
+            }
+            None => text.push_str("ldap: not configured (group SIDs are not named)\n"),
+        },
+    }
     match &config.tls {
         Some(t) => match crate::tls::load(&t.cert, &t.key, t.extended_protection) {
             Ok(tls) => {
@@ -127,6 +140,94 @@ pub fn check(path: &Path) -> Report {
         None => text.push_str("assertion: not configured (no X-Iwa-Assertion)\n"),
     }
     Report { text, ok }
+}
+
+/// `[ldap]`: how it connects and binds; for a SASL GSSAPI bind, that the keytab holds
+/// keys for the principal. Offline: no connection to the directory or the KDC.
+fn check_ldap(l: &crate::config::Ldap) -> (String, bool) {
+    let mut out = String::new();
+    let mut ok = true;
+    let tls = if l.url.to_ascii_lowercase().starts_with("ldaps://") {
+        "TLS"
+    } else if l.starttls {
+        "StartTLS"
+    } else if l.gssapi.is_some() {
+        "no TLS; sealed by the SASL GSSAPI layer"
+    } else {
+        "no TLS"
+    };
+    let bind = match (&l.gssapi, &l.bind_dn) {
+        (Some(g), _) => format!(
+            "SASL GSSAPI as {} to {} (keytab {})",
+            g.principal,
+            g.service_principal(),
+            g.keytab.display()
+        ),
+        (None, Some(dn)) => format!("simple bind as {dn}"),
+        (None, None) => "anonymous".into(),
+    };
+    let _ = writeln!(out, "ldap: {} ({tls}), {bind}", l.url);
+    if let Some(g) = &l.gssapi {
+        match std::fs::read(&g.keytab)
+            .map_err(|e| e.to_string())
+            .and_then(|d| keytab::parse(&d).map_err(|e| e.to_string()))
+        {
+            Ok(entries) => {
+                let keys: Vec<&keytab::KeytabEntry> = entries
+                    .iter()
+                    .filter(|e| e.principal == g.principal)
+                    .collect();
+                if keys.is_empty() {
+                    let mut held: Vec<&str> = Vec::new();
+                    for e in &entries {
+                        if !held.contains(&e.principal.as_str()) {
+                            held.push(&e.principal);
+                        }
+                    }
+                    let _ = writeln!(
+                        out,
+                        "error: ldap.principal {} has no key in the keytab {} (it holds: {})",
+                        g.principal,
+                        g.keytab.display(),
+                        if held.is_empty() {
+                            "nothing".into()
+                        } else {
+                            held.join(", ")
+                        }
+                    );
+                    ok = false;
+                } else {
+                    let enctypes: Vec<String> = keys.iter().map(|k| k.enctype_name()).collect();
+                    let _ = writeln!(
+                        out,
+                        "  {}: kvno {}, {}",
+                        g.principal,
+                        keys.iter().map(|k| k.kvno).max().unwrap_or(0),
+                        enctypes.join(", ")
+                    );
+                    if keys
+                        .iter()
+                        .all(|k| enctype_strength(k.enctype) != Strength::Good)
+                    {
+                        let _ = writeln!(
+                            out,
+                            "  warning: {} has only weak keys (RC4/3DES/DES)",
+                            g.principal
+                        );
+                    }
+                }
+            }
+            Err(e) => {
+                let _ = writeln!(out, "error: ldap.keytab {}: {e}", g.keytab.display());
+                ok = false;
+            }
+        }
+    }
+    if let Err(e) = iwa::directory::LdapBackend::new(l.backend_settings()) {
+        let _ = writeln!(out, "error: [ldap]: {e}");
+        ok = false;
+    }
+    (out, ok)
 }
 
 /// The hosted app's program (found, executable), working directory and log file.

@@ -69,6 +69,9 @@ pub struct Ldap {
     /// First pause after the directory failed (doubles per failure up to `max_backoff`).
     pub backoff: Duration,
     pub max_backoff: Duration,
+    /// `bind = "gssapi"`: SASL GSSAPI as `principal` with the key from `keytab`, to
+    /// `ldap/<sasl_host>@REALM` (else a simple bind, or anonymous).
+    pub gssapi: Option<iwa::directory::GssapiBind>,
 }
 
 impl Ldap {
@@ -84,6 +87,7 @@ impl Ldap {
             ca_file: self.ca_file.clone(),
             dangerous_skip_tls_verify: self.dangerous_skip_tls_verify,
             dangerous_allow_plaintext_bind: self.dangerous_allow_plaintext_bind,
+            gssapi: self.gssapi.clone(),
         }
     }
 
@@ -708,6 +712,10 @@ const LDAP_KEYS: &[&str] = &[
     "dangerous_allow_plaintext_bind",
     "backoff",
     "max_backoff",
+    "bind",
+    "keytab",
+    "principal",
+    "sasl_host",
 ];
 const DIRECTORY_KEYS: &[&str] = &["file"];
 const FAKE_KEYS: &[&str] = &["user", "groups", "sid", "dangerous_allow_fake_on_network"];
@@ -1288,7 +1296,7 @@ impl Config {
         } else {
             None
         };
-        let (ldap, directory_file) = parse_directory(&mut w, &table, base);
+        let (ldap, directory_file) = parse_directory(&mut w, &table, base, keytab.as_deref());
         if impersonation_cookie.is_some() && ldap.is_none() && directory_file.is_none() {
             w.err(
                 "impersonation.allow_impersonation",
@@ -1422,8 +1430,14 @@ fn parse_impersonation_cookie(
     })
 }
 
-/// `[ldap]` and `[directory]` (one or the other).
-fn parse_directory(w: &mut Walker, table: &Table, base: &Path) -> (Option<Ldap>, Option<PathBuf>) {
+/// `[ldap]` and `[directory]` (one or the other). `kerberos_keytab` is the default
+/// keytab of a SASL GSSAPI bind.
+fn parse_directory(
+    w: &mut Walker,
+    table: &Table,
+    base: &Path,
+    kerberos_keytab: Option<&Path>,
+) -> (Option<Ldap>, Option<PathBuf>) {
     let empty = Table::new();
     let has_ldap = table.contains_key("ldap");
     let has_file = table.contains_key("directory");
@@ -1609,6 +1623,7 @@ fn parse_directory(w: &mut Walker, table: &Table, base: &Path) -> (Option<Ldap>,
             Some("max_backoff = \"60s\"".into()),
         );
     }
+    let gssapi = parse_ldap_bind(w, t, base, url.as_deref(), kerberos_keytab);
     let ldap = match (url, base_dn) {
         (Some(url), Some(base_dn)) => Some(Ldap {
             url,
@@ -1625,10 +1640,153 @@ fn parse_directory(w: &mut Walker, table: &Table, base: &Path) -> (Option<Ldap>,
             dangerous_allow_plaintext_bind,
             backoff,
             max_backoff,
+            gssapi,
         }),
         _ => None,
     };
     (ldap, file)
+}
+
+/// `[ldap] bind` (`"simple"`, the default: `bind_dn` or anonymous; or `"gssapi"`) and
+/// the keys of a SASL GSSAPI bind: `principal`, `keytab` (default: `[kerberos]
+/// keytab`), `sasl_host` (default: the URL's host, which must then be a name).
+fn parse_ldap_bind(
+    w: &mut Walker,
+    t: &Table,
+    base: &Path,
+    url: Option<&str>,
+    kerberos_keytab: Option<&Path>,
+) -> Option<iwa::directory::GssapiBind> {
+    let mode = w.string(t, "ldap", "bind");
+    let gssapi = match mode.as_deref() {
+        None | Some("simple") => false,
+        Some("gssapi") => true,
+        Some(other) => {
+            w.err(
+                "ldap.bind",
+                format!("unknown bind `{other}`"),
+                Some("bind = \"simple\" (bind_dn and bind_password_file, or anonymous) or bind = \"gssapi\" (Kerberos with a keytab)".into()),
+            );
+            return None;
+        }
+    };
+    let keytab = w.string(t, "ldap", "keytab");
+    let principal = w.string(t, "ldap", "principal");
+    let sasl_host = w.string(t, "ldap", "sasl_host");
+    if !gssapi {
+        for (key, present) in [
+            ("keytab", keytab.is_some()),
+            ("principal", principal.is_some()),
+            ("sasl_host", sasl_host.is_some()),
+        ] {
+            if present {
+                w.err(
+                    &format!("ldap.{key}"),
+                    "only for a SASL GSSAPI bind",
+                    Some("bind = \"gssapi\"".into()),
+                );
+            }
+        }
+        return None;
+    }
+    for key in ["bind_dn", "bind_password_file"] {
+        if t.contains_key(key) {
+            w.err(
+                &format!("ldap.{key}"),
+                "not with bind = \"gssapi\": the service account's key comes from the keytab",
+                Some(format!("remove {key}")),
+            );
+        }
+    }
+    let principal = match principal {
+        Some(p) => match p.rsplit_once('@') {
+            Some((name, realm))
+                if !name.is_empty() && !realm.is_empty() && !p.contains(char::is_control) =>
+            {
+                Some(p)
+            }
+            _ => {
+                w.err(
+                    "ldap.principal",
+                    format!("`{p}` is not a Kerberos principal with its realm"),
+                    Some("principal = \"iwa-svc@EXAMPLE.TEST\"".into()),
+                );
+                None
+            }
+        },
+        None => {
+            w.err(
+                "ldap.principal",
+                "missing (bind = \"gssapi\" binds as this Kerberos principal)",
+                Some("the service account whose key is in the keytab: principal = \"iwa-svc@EXAMPLE.TEST\"".into()),
+            );
+            None
+        }
+    };
+    let keytab = match keytab.map(|k| base.join(k)) {
+        Some(k) => Some(k),
+        None => match kerberos_keytab {
+            Some(k) => Some(k.to_path_buf()),
+            None => {
+                w.err(
+                    "ldap.keytab",
+                    "missing (and there is no [kerberos] keytab to use)",
+                    Some("keytab = \"/etc/iwa/ldap.keytab\" (the principal's keys: `samba-tool domain exportkeytab FILE --principal=NAME@REALM`, or `ktutil`)".into()),
+                );
+                None
+            }
+        },
+    };
+    if let Some(k) = &keytab {
+        match std::fs::read(k) {
+            Ok(data) => {
+                if let Err(e) = iwa::keytab::parse(&data) {
+                    w.err("ldap.keytab", format!("{}: {e}", k.display()), None);
+                }
+            }
+            Err(e) => w.err(
+                "ldap.keytab",
+                format!("cannot read {}: {e}", k.display()),
+                None,
+            ),
+        }
+    }
+    let url_host = url.and_then(iwa::directory::ldap_url_host);
+    let host = match sasl_host {
+        Some(h) => {
+            if h.is_empty() || h.contains(['/', '@', ' ']) || h.parse::<std::net::IpAddr>().is_ok()
+            {
+                w.err(
+                    "ldap.sasl_host",
+                    format!("`{h}` is not a host name"),
+                    Some("the directory server's DNS name, as in its SPN ldap/<host>: sasl_host = \"dc1.example.test\"".into()),
+                );
+                None
+            } else {
+                Some(h)
+            }
+        }
+        None => match url_host {
+            Some(h) if h.parse::<std::net::IpAddr>().is_ok() => {
+                w.err(
+                    "ldap.sasl_host",
+                    format!("missing: the URL names the address {h}, and the directory's Kerberos service principal names a host (ldap/<host>)"),
+                    Some("sasl_host = \"dc1.example.test\"".into()),
+                );
+                None
+            }
+            Some(h) => Some(h.to_owned()),
+            None => None, // the URL's own error is reported
+        },
+    };
+    match (keytab, principal, host) {
+        (Some(keytab), Some(principal), Some(host)) => Some(iwa::directory::GssapiBind {
+            keytab,
+            principal,
+            host,
+        }),
+        _ => None,
+    }
 }
 
 fn parse_fake(w: &mut Walker, table: &Table, listen: Option<SocketAddr>) -> Option<Fake> {
@@ -2196,6 +2354,118 @@ mod tests {
             key_of("url = \"ldaps://dc\"\nbackoff = \"10s\"\nmax_backoff = \"5s\"\n"),
             ["ldap.max_backoff"]
         );
+    }
+
+    #[test]
+    fn ldap_gssapi_bind() {
+        let (d, kt) = dir_with_keytab();
+        std::fs::write(d.path().join("ldap.keytab"), [5u8, 2]).unwrap();
+        std::fs::write(d.path().join("not.keytab"), b"hello").unwrap();
+        let head = "listen = \"127.0.0.1:8080\"\n[backend]\nurl = \"http://127.0.0.1:5000\"\n[kerberos]\nkeytab = \"http.keytab\"\n[ldap]\nbase_dn = \"DC=x\"\n";
+        let parse = |extra: &str| Config::parse(&format!("{head}{extra}"), d.path());
+        let gssapi = |extra: &str| {
+            parse(extra)
+                .unwrap()
+                .ldap
+                .unwrap()
+                .backend_settings()
+                .gssapi
+                .unwrap()
+        };
+
+        // Defaults: the [kerberos] keytab, the URL's host; plain ldap:// to a remote
+        // host is fine (no password, and the SASL layer seals the traffic).
+        let g = gssapi(
+            "url = \"ldap://dc1.example.test\"\nbind = \"gssapi\"\nprincipal = \"iwa-svc@EXAMPLE.TEST\"\n",
+        );
+        assert_eq!(g.keytab, kt);
+        assert_eq!(g.principal, "iwa-svc@EXAMPLE.TEST");
+        assert_eq!(g.host, "dc1.example.test");
+        assert_eq!(g.service_principal(), "ldap/dc1.example.test@EXAMPLE.TEST");
+        // An IP URL needs sasl_host; the keytab can be another one.
+        let g = gssapi(
+            "url = \"ldaps://127.0.0.2:636\"\nbind = \"gssapi\"\nprincipal = \"iwa-svc@EXAMPLE.TEST\"\nsasl_host = \"dc1.example.test\"\nkeytab = \"ldap.keytab\"\n",
+        );
+        assert_eq!(g.keytab, d.path().join("ldap.keytab"));
+        assert_eq!(g.host, "dc1.example.test");
+        // The default is a simple bind (here anonymous).
+        let l = parse("url = \"ldap://127.0.0.2\"\nbind = \"simple\"\n")
+            .unwrap()
+            .ldap
+            .unwrap();
+        assert!(l.gssapi.is_none());
+
+        let key_of = |extra: &str| -> Vec<String> {
+            parse(extra)
+                .unwrap_err()
+                .iter()
+                .map(|e| e.key.clone())
+                .collect()
+        };
+        let url = "url = \"ldap://dc1.example.test\"\n";
+        assert_eq!(
+            key_of(&format!("{url}bind = \"kerberos\"\n")),
+            ["ldap.bind"]
+        );
+        assert_eq!(
+            key_of(&format!("{url}bind = \"gssapi\"\n")),
+            ["ldap.principal"]
+        );
+        assert_eq!(
+            key_of(&format!(
+                "{url}bind = \"gssapi\"\nprincipal = \"iwa-svc\"\n"
+            )),
+            ["ldap.principal"]
+        );
+        assert_eq!(
+            key_of("url = \"ldap://127.0.0.2\"\nbind = \"gssapi\"\nprincipal = \"a@B\"\n"),
+            ["ldap.sasl_host"]
+        );
+        assert_eq!(
+            key_of(&format!(
+                "{url}bind = \"gssapi\"\nprincipal = \"a@B\"\nsasl_host = \"10.0.0.1\"\n"
+            )),
+            ["ldap.sasl_host"]
+        );
+        assert_eq!(
+            key_of(&format!(
+                "{url}bind = \"gssapi\"\nprincipal = \"a@B\"\nkeytab = \"not.keytab\"\n"
+            )),
+            ["ldap.keytab"]
+        );
+        assert_eq!(
+            key_of(&format!(
+                "{url}bind = \"gssapi\"\nprincipal = \"a@B\"\nkeytab = \"missing.keytab\"\n"
+            )),
+            ["ldap.keytab"]
+        );
+        let mut both = key_of(&format!(
+            "{url}bind = \"gssapi\"\nprincipal = \"a@B\"\nbind_dn = \"x\"\nbind_password_file = \"pw\"\n"
+        ));
+        both.sort();
+        both.dedup();
+        assert!(both.contains(&"ldap.bind_dn".to_owned()), "{both:?}");
+        // GSSAPI keys with a simple bind.
+        assert_eq!(
+            key_of(&format!("{url}principal = \"a@B\"\n")),
+            ["ldap.principal"]
+        );
+        assert_eq!(
+            key_of("url = \"ldap://127.0.0.2\"\nsasl_host = \"dc1\"\nkeytab = \"ldap.keytab\"\n"),
+            ["ldap.keytab", "ldap.sasl_host"]
+        );
+        // Without [kerberos] there is no keytab to default to.
+        std::fs::write(
+            d.path().join("users"),
+            "EX\\alice:8846f7eaee8fb117ad06bdd830b7586c\n",
+        )
+        .unwrap();
+        let errs = Config::parse(
+            "listen = \"127.0.0.1:8080\"\n[backend]\nurl = \"http://127.0.0.1:5000\"\n[ntlm]\nenabled = true\ndomain = \"EX\"\nusers_file = \"users\"\n[ldap]\nbase_dn = \"DC=x\"\nurl = \"ldap://dc1.example.test\"\nbind = \"gssapi\"\nprincipal = \"a@B\"\n",
+            d.path(),
+        )
+        .unwrap_err();
+        assert!(errs.iter().any(|e| e.key == "ldap.keytab"), "{errs:?}");
     }
 
     #[test]

@@ -226,7 +226,7 @@ fn serve(path: &std::path::Path) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    runtime.block_on(async {
+    let code = runtime.block_on(async {
         let listener = match server::bind(config.listen).await {
             Ok(l) => l,
             Err(e) => {
@@ -250,5 +250,10 @@ fn serve(path: &std::path::Path) -> ExitCode {
         )
         .await;
         ExitCode::SUCCESS
-    })
+    });
+    // A blocking thread may still be waiting out MIT's own KDC timeouts for an LDAP
+    // SASL GSSAPI bind (tens of seconds for a KDC that does not answer); dropping the
+    // runtime would wait for it. Everything else has finished by now.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    code
 }

@@ -102,3 +102,31 @@ fn serve_refuses_bad_config_with_nonzero_exit() {
         "error does not name the bad key:\n{err}"
     );
 }
+
+#[test]
+fn check_validates_the_ldap_gssapi_keytab() {
+    // `[ldap] bind = "gssapi"` with the keytab defaulting to [kerberos]'s: the
+    // principal must have a key in it. Offline: no directory or KDC is contacted.
+    let realm = realm();
+    let cfg = GatewayConfig::new(&realm, "http://127.0.0.1:9");
+    let ldap = |principal: &str| {
+        format!(
+            "{}\n[ldap]\nurl = \"ldap://dc1.example.test\"\nbase_dn = \"DC=example,DC=test\"\nbind = \"gssapi\"\nprincipal = {}\n",
+            cfg.render(8080),
+            toml_str(principal)
+        )
+    };
+    let (ok, out) = check(&realm, &ldap("HTTP/localhost@IWA.TEST"));
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("SASL GSSAPI as HTTP/localhost@IWA.TEST to ldap/dc1.example.test@IWA.TEST"),
+        "{out}"
+    );
+    assert!(out.contains("sealed by the SASL GSSAPI layer"), "{out}");
+    let (ok, out) = check(&realm, &ldap("iwa-svc@IWA.TEST"));
+    assert!(!ok, "a principal without a key passed:\n{out}");
+    assert!(
+        out.contains("ldap.principal iwa-svc@IWA.TEST has no key in the keytab"),
+        "{out}"
+    );
+}

@@ -1,5 +1,6 @@
 //! The Samba AD DC fixture works end to end: NTLM through winbind, Kerberos with AES-only
-//! service keys and a PAC, LDAP with nested groups.
+//! service keys and a PAC, LDAP with nested groups, LDAPS/StartTLS with a certificate
+//! from the test CA, and the service account's client keytab for the DC's LDAP SPN.
 //!
 //! Every test uses `SambaDc::standard()`, so a whole test run shares one DC (see the
 //! `samba` module docs for where it comes from).
@@ -10,8 +11,8 @@ use std::time::Instant;
 
 use iwa_testrealm::{
     RealmError, SambaDc, AD_ALICE, AD_ALICE_PASSWORD, AD_BOB, AD_BOB_PASSWORD, AD_CAROL,
-    AD_CAROL_PASSWORD, AD_DAVE, AD_DAVE_PASSWORD, AD_HTTP_SERVICE, ALL_STAFF, HELPDESK_STAFF,
-    SALES,
+    AD_CAROL_PASSWORD, AD_DAVE, AD_DAVE_PASSWORD, AD_HTTP_SERVICE, AD_LDAP_SERVICE,
+    AD_SERVICE_CLIENT, ALL_STAFF, DC_FQDN, DC_IP, HELPDESK_STAFF, SALES,
 };
 
 fn dc() -> SambaDc {
@@ -147,6 +148,62 @@ fn ntlmssp_helper_protocol_against_the_dc() {
     );
     let refused = squid_ntlmssp(&dc, AD_DAVE, "wrong-password");
     assert!(refused.starts_with("NA "), "{refused}");
+}
+
+#[test]
+fn ldaps_certificate_verifies_with_the_test_ca() {
+    let dc = dc();
+    let ca = dc.tls_ca_file().expect("test CA");
+    for (port, starttls) in [("636", false), ("389", true)] {
+        let mut cmd = Command::new("openssl");
+        cmd.args([
+            "s_client",
+            "-connect",
+            &format!("{DC_IP}:{port}"),
+            "-CAfile",
+        ])
+        .arg(&ca)
+        .args(["-verify_return_error", "-verify_hostname", DC_FQDN]);
+        if starttls {
+            cmd.args(["-starttls", "ldap"]);
+        }
+        let out = cmd.stdin(Stdio::null()).output().expect("openssl s_client");
+        let t = text(&out);
+        assert!(
+            t.contains("Verify return code: 0 (ok)"),
+            "port {port}, starttls {starttls}: {t}"
+        );
+    }
+}
+
+#[test]
+fn service_account_gets_a_ticket_for_the_dc_ldap_service_with_its_client_keytab() {
+    let dc = dc();
+    let keytab = dc.client_keytab().expect("client keytab");
+    let dir = iwa_testrealm::TempDir::new("iwa-samba-client-kt").expect("tmp");
+    let ccache = format!("FILE:{}", dir.path().join("cc").display());
+    let run = |program: &str, args: &[&std::ffi::OsStr]| {
+        let out = Command::new(program)
+            .args(args)
+            .env("KRB5_CONFIG", dc.krb5_conf())
+            .env("KRB5CCNAME", &ccache)
+            .env_remove("KRB5_CLIENT_KTNAME")
+            .output()
+            .expect(program);
+        assert!(out.status.success(), "{program}: {}", text(&out));
+        text(&out)
+    };
+    run(
+        "kinit",
+        &[
+            "-k".as_ref(),
+            "-t".as_ref(),
+            keytab.as_os_str(),
+            AD_SERVICE_CLIENT.as_ref(),
+        ],
+    );
+    let out = run("kvno", &[AD_LDAP_SERVICE.as_ref()]);
+    assert!(out.contains("ldap/dc1.example.test@EXAMPLE.TEST"), "{out}");
 }
 
 #[test]

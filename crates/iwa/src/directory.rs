@@ -30,6 +30,19 @@
 //! **LDAP security.** `ldaps://` or StartTLS with certificate and host name checks
 //! (system roots, or exactly the CAs of a `ca_file`); a simple bind over plain
 //! `ldap://` to a host that is not loopback is refused unless explicitly allowed.
+//!
+//! **SASL GSSAPI binds** ([`GssapiBind`]) use a service account's key from a client
+//! keytab instead of a password. The credential is acquired with explicit
+//! credential-store elements into a `MEMORY:` ccache private to the backend (never the
+//! process environment or a default ccache), and the KDC round trips (TGT from the
+//! keytab, service ticket for `ldap/<host>@REALM`) run on a blocking thread, at most
+//! one at a time, before the bind: `ldap3`'s bind, which calls GSSAPI inside its async
+//! code, then finds both tickets cached and makes no network call of its own. So a
+//! KDC that does not answer costs a request no more than the timeout (the blocking
+//! thread itself waits out MIT's own KDC timeouts in the background). Over plain
+//! `ldap://` the bind negotiates the SASL confidentiality layer (every later LDAP
+//! message is sealed with the session key); over TLS no SASL layer, and the TLS
+//! channel binding (`tls-server-end-point`) goes into the authenticator.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
@@ -62,6 +75,11 @@ pub enum DirectoryError {
     Timeout(Duration),
     #[error("the directory refused the bind: {0}")]
     Bind(String),
+    /// The SASL GSSAPI bind could not get or use Kerberos credentials: no key for the
+    /// principal in the keytab, the KDC refused or did not answer, no such service
+    /// principal, ...
+    #[error("Kerberos for the LDAP bind failed: {0}")]
+    Kerberos(String),
     /// The TLS handshake failed: most often the certificate is not signed by a CA of
     /// the CA file, or does not name the host of the URL.
     #[error("TLS with the directory failed: {0} (check the CA file and that the certificate names the host in the URL)")]
@@ -927,6 +945,36 @@ pub struct LdapSettings {
     /// Allow a simple bind over plain `ldap://` to a host that is not loopback (the
     /// password crosses the network in clear).
     pub dangerous_allow_plaintext_bind: bool,
+    /// Bind with SASL GSSAPI (Kerberos) instead of a simple bind; `bind_dn` and
+    /// `bind_password_file` must be `None` then.
+    pub gssapi: Option<GssapiBind>,
+}
+
+/// A SASL GSSAPI bind as a service account whose keys are in a client keytab.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GssapiBind {
+    /// The keytab holding the client principal's keys.
+    pub keytab: PathBuf,
+    /// The client principal, with its realm: `websvc@EXAMPLE.TEST`.
+    pub principal: String,
+    /// The directory server's host name for its service principal `ldap/<host>@REALM`
+    /// (the realm is the principal's): `dc1.example.test`.
+    pub host: String,
+}
+
+impl GssapiBind {
+    /// The realm of the client principal (`EXAMPLE.TEST`), if it has one.
+    pub fn realm(&self) -> Option<&str> {
+        self.principal
+            .rsplit_once('@')
+            .map(|(_, r)| r)
+            .filter(|r| !r.is_empty())
+    }
+
+    /// The directory's service principal: `ldap/dc1.example.test@EXAMPLE.TEST`.
+    pub fn service_principal(&self) -> String {
+        format!("ldap/{}@{}", self.host, self.realm().unwrap_or_default())
+    }
 }
 
 impl Default for LdapSettings {
@@ -942,6 +990,7 @@ impl Default for LdapSettings {
             ca_file: None,
             dangerous_skip_tls_verify: false,
             dangerous_allow_plaintext_bind: false,
+            gssapi: None,
         }
     }
 }
@@ -958,6 +1007,11 @@ pub struct LdapBackend {
     /// The domain's NetBIOS and DNS names, read once from the rootDSE and the
     /// partitions container.
     domain: tokio::sync::OnceCell<DomainNames>,
+    /// For SASL GSSAPI binds: the backend's private credential cache (`MEMORY:…`).
+    ccache: String,
+    /// Held by the blocking thread that talks to the KDC, for as long as it runs (even
+    /// after the request that started it timed out): at most one such thread at a time.
+    kdc: Arc<tokio::sync::Mutex<()>>,
 }
 
 /// What the directory says about its own domain.
@@ -974,6 +1028,7 @@ impl fmt::Debug for LdapBackend {
         f.debug_struct("LdapBackend")
             .field("url", &self.settings.url)
             .field("bind_dn", &self.settings.bind_dn)
+            .field("gssapi", &self.settings.gssapi)
             .finish_non_exhaustive()
     }
 }
@@ -1166,6 +1221,63 @@ pub fn tls_config_from_ca_file(path: &Path) -> Result<Arc<rustls::ClientConfig>,
     Ok(Arc::new(config))
 }
 
+/// The principals a keytab file holds keys for, each once, in file order.
+pub fn keytab_principals(path: &Path) -> Result<Vec<String>, String> {
+    let data = Zeroizing::new(std::fs::read(path).map_err(|e| e.to_string())?);
+    let entries = crate::keytab::parse(&data).map_err(|e| e.to_string())?;
+    let mut out: Vec<String> = Vec::new();
+    for e in entries {
+        if !out.contains(&e.principal) {
+            out.push(e.principal);
+        }
+    }
+    Ok(out)
+}
+
+/// What a SASL GSSAPI bind needs: a `name@REALM` principal, a host name (not an IP
+/// address: service principals name hosts), a keytab file, and no simple-bind settings.
+fn check_gssapi_bind(g: &GssapiBind, settings: &LdapSettings) -> Result<(), DirectoryError> {
+    let config = |m: String| Err(DirectoryError::Config(m));
+    if settings.bind_dn.is_some() || settings.bind_password_file.is_some() {
+        return config("a SASL GSSAPI bind takes no bind DN or password file".into());
+    }
+    match g.principal.rsplit_once('@') {
+        Some((name, realm)) if !name.is_empty() && !realm.is_empty() => {}
+        _ => {
+            return config(format!(
+                "`{}` is not a Kerberos principal with its realm (name@REALM)",
+                g.principal
+            ))
+        }
+    }
+    if g.principal.contains(char::is_control) || g.host.contains(char::is_control) {
+        return config("control characters in the principal or host".into());
+    }
+    if g.host.is_empty()
+        || g.host.contains(['/', '@', ' '])
+        || g.host.parse::<std::net::IpAddr>().is_ok()
+    {
+        return config(format!(
+            "`{}` is not a host name for the directory's service principal ldap/<host>",
+            g.host
+        ));
+    }
+    match keytab_principals(&g.keytab) {
+        Err(e) => {
+            return config(format!("keytab {}: {e}", g.keytab.display()));
+        }
+        // Not fatal: the gateway serves with SIDs only until the keytab is fixed (and
+        // `iwa check` reports it as an error).
+        Ok(held) if !held.contains(&g.principal) => warn!(
+            keytab = %g.keytab.display(),
+            "the keytab holds no key for {}: SASL GSSAPI binds to the directory will fail",
+            g.principal
+        ),
+        Ok(_) => {}
+    }
+    Ok(())
+}
+
 impl LdapBackend {
     /// Checks the settings and reads the password and CA files; does not connect (the
     /// first lookup does, so a directory that is down at start-up does not stop the
@@ -1219,6 +1331,9 @@ impl LdapBackend {
             Some(f) => Some(tls_config_from_ca_file(f)?),
             None => None,
         };
+        if let Some(g) = &settings.gssapi {
+            check_gssapi_bind(g, &settings)?;
+        }
         let password = match (&settings.bind_dn, &settings.bind_password_file) {
             (Some(_), Some(f)) => Some(read_secret_file(f)?),
             (Some(_), None) => {
@@ -1233,13 +1348,84 @@ impl LdapBackend {
             }
             (None, None) => None,
         };
+        static BACKENDS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let ccache = format!(
+            "MEMORY:iwa-ldap-{}-{}",
+            std::process::id(),
+            BACKENDS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        );
         Ok(LdapBackend {
             settings,
             password,
             tls,
             conn: tokio::sync::Mutex::new(None),
             domain: tokio::sync::OnceCell::new(),
+            ccache,
+            kdc: Arc::new(tokio::sync::Mutex::new(())),
         })
+    }
+
+    /// A fresh Kerberos credential for the SASL GSSAPI bind, with the TGT and the
+    /// directory's service ticket in the backend's ccache (fetched on a blocking
+    /// thread when not cached yet or expired).
+    async fn gssapi_credential(
+        &self,
+        g: &GssapiBind,
+    ) -> Result<crate::gss::InitiatorCred, DirectoryError> {
+        let (keytab, principal, ccache, spn) = (
+            g.keytab.clone(),
+            g.principal.clone(),
+            self.ccache.clone(),
+            g.service_principal(),
+        );
+        let kdc = self.kdc.clone();
+        let fetch = async move {
+            // Waiting here instead of starting a second KDC exchange while one still
+            // hangs (its thread holds the lock until MIT gives up).
+            let one_at_a_time = kdc.lock_owned().await;
+            tokio::task::spawn_blocking(move || {
+                let _held = one_at_a_time;
+                let cred = crate::gss::InitiatorCred::acquire(&keytab, &principal, &ccache)
+                    .map_err(|e| {
+                        // MIT's words for a missing key are "No credentials cache found".
+                        DirectoryError::Kerberos(match keytab_principals(&keytab) {
+                            Ok(held) if !held.contains(&principal) => format!(
+                                "the keytab {} holds no key for {principal} (it holds: {})",
+                                keytab.display(),
+                                if held.is_empty() {
+                                    "nothing".into()
+                                } else {
+                                    held.join(", ")
+                                }
+                            ),
+                            _ => format!(
+                                "no credentials for {principal} from the keytab {}: {e}",
+                                keytab.display()
+                            ),
+                        })
+                    })?;
+                cred.fetch_service_ticket(&spn).map_err(|e| {
+                    DirectoryError::Kerberos(format!(
+                        "{principal} cannot get a ticket for {spn}: {e}"
+                    ))
+                })?;
+                Ok(cred)
+            })
+            .await
+        };
+        // A little under the batch's bound, so that a silent KDC is named as such
+        // rather than reported as a directory timeout.
+        let bound = self.settings.timeout.mul_f64(0.75);
+        match tokio::time::timeout(bound, fetch).await {
+            Ok(joined) => joined.map_err(|e| {
+                DirectoryError::Kerberos(format!("the Kerberos thread failed: {e}"))
+            })?,
+            Err(_) => Err(DirectoryError::Kerberos(format!(
+                "no ticket for {} within {bound:?}: the KDC does not answer (MIT keeps trying \
+                 in the background, up to its own timeouts)",
+                g.principal
+            ))),
+        }
     }
 
     /// A bound connection: the open one, or a new one.
@@ -1268,7 +1454,36 @@ impl LdapBackend {
                 debug!(%url, "LDAP connection closed: {e}");
             }
         });
-        if let (Some(dn), Some(pw)) = (&self.settings.bind_dn, &self.password) {
+        if let Some(g) = &self.settings.gssapi {
+            let cred = self.gssapi_credential(g).await?;
+            // `ldap/<host>@REALM`: ldap3 prefixes `ldap/`; naming the realm keeps the
+            // default realm of krb5.conf out of it (and matches the cached ticket).
+            let fqdn = format!("{}@{}", g.host, g.realm().unwrap_or_default());
+            let res =
+                ldap.sasl_gssapi_cred_bind(cred.into_ldap_cred(), &fqdn)
+                    .await
+                    .map_err(|e| match e {
+                        ldap3::LdapError::GssapiOperationError(m) => DirectoryError::Kerberos(
+                            format!("SASL GSSAPI bind as {}: {m}", g.principal),
+                        ),
+                        ldap3::LdapError::NoGssapiToken => DirectoryError::Bind(
+                            "the server sent no GSSAPI token in the SASL bind".into(),
+                        ),
+                        other => ldap_err(other),
+                    })?;
+            if res.rc != 0 {
+                return Err(DirectoryError::Bind(format!(
+                    "result code {} for a SASL GSSAPI bind as {}{}",
+                    res.rc,
+                    g.principal,
+                    if res.text.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" ({})", res.text)
+                    }
+                )));
+            }
+        } else if let (Some(dn), Some(pw)) = (&self.settings.bind_dn, &self.password) {
             let res = ldap.simple_bind(dn, pw.as_str()).await.map_err(ldap_err)?;
             if res.rc != 0 {
                 return Err(DirectoryError::Bind(format!(
@@ -2791,6 +3006,77 @@ members = ["EXAMPLE\\Helpdesk Staff", "Dave"]
             ..base
         })
         .unwrap();
+    }
+
+    #[test]
+    fn gssapi_bind_settings_are_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let keytab = dir.path().join("ldap.keytab");
+        std::fs::write(&keytab, [5u8, 2]).unwrap(); // a keytab with no keys
+        let g = GssapiBind {
+            keytab: keytab.clone(),
+            principal: "iwa-svc@EXAMPLE.TEST".into(),
+            host: "dc1.example.test".into(),
+        };
+        assert_eq!(g.realm(), Some("EXAMPLE.TEST"));
+        assert_eq!(g.service_principal(), "ldap/dc1.example.test@EXAMPLE.TEST");
+        let base = LdapSettings {
+            url: "ldap://dc1.example.test".into(),
+            base_dn: "DC=example,DC=test".into(),
+            gssapi: Some(g.clone()),
+            ..Default::default()
+        };
+        // Plain ldap:// to a remote host: no password crosses it, the SASL layer seals.
+        LdapBackend::new(base.clone()).unwrap();
+        let with = |g: GssapiBind| LdapSettings {
+            gssapi: Some(g),
+            ..base.clone()
+        };
+        for bad in [
+            GssapiBind {
+                principal: "iwa-svc".into(),
+                ..g.clone()
+            },
+            GssapiBind {
+                principal: "@EXAMPLE.TEST".into(),
+                ..g.clone()
+            },
+            GssapiBind {
+                host: "127.0.0.2".into(),
+                ..g.clone()
+            },
+            GssapiBind {
+                host: "ldap/dc1".into(),
+                ..g.clone()
+            },
+            GssapiBind {
+                host: String::new(),
+                ..g.clone()
+            },
+            GssapiBind {
+                keytab: dir.path().join("missing.keytab"),
+                ..g.clone()
+            },
+        ] {
+            assert!(
+                matches!(
+                    LdapBackend::new(with(bad.clone())),
+                    Err(DirectoryError::Config(_))
+                ),
+                "{bad:?}"
+            );
+        }
+        let pw = dir.path().join("pw");
+        std::fs::write(&pw, "s3cret\n").unwrap();
+        std::fs::set_permissions(&pw, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let both = LdapSettings {
+            bind_dn: Some("EXAMPLE\\iwa".into()),
+            bind_password_file: Some(pw),
+            ..base.clone()
+        };
+        assert!(LdapBackend::new(both).is_err());
+        assert_eq!(keytab_principals(&keytab), Ok(vec![]));
+        assert!(keytab_principals(&dir.path().join("missing.keytab")).is_err());
     }
 
     #[test]

@@ -564,6 +564,154 @@ impl Drop for AcceptorCred {
     }
 }
 
+/// An initiator credential for a client principal whose keys are in a client keytab:
+/// MIT gets the initial ticket (TGT) from the keytab by itself, into the `MEMORY:`
+/// credential cache named at acquisition, when a context needs one and the cache has
+/// none (or it is due for refresh). Explicit credential-store elements (`client_keytab`,
+/// `ccache`), so neither the process environment (`KRB5CCNAME`, `KRB5_CLIENT_KTNAME`)
+/// nor the user's default ccache is read or changed. For SASL GSSAPI binds to LDAP.
+pub struct InitiatorCred {
+    cred: sys::gss_cred_id_t,
+}
+
+impl fmt::Debug for InitiatorCred {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("InitiatorCred").finish_non_exhaustive()
+    }
+}
+
+// SAFETY: an MIT krb5 credential handle is internally locked; InitiatorCred only uses
+// it through `&self` in calls MIT serializes, and frees it in Drop (or hands it on in
+// `into_ldap_cred`), when no one else holds it.
+unsafe impl Send for InitiatorCred {}
+// SAFETY: see above.
+unsafe impl Sync for InitiatorCred {}
+
+/// `GSS_C_MUTUAL_FLAG` (RFC 2744).
+const GSS_C_MUTUAL_FLAG: sys::OM_uint32 = 2;
+
+impl InitiatorCred {
+    /// Acquires the credential of `principal` (`websvc@EXAMPLE.TEST`) with the keys of
+    /// the keytab file `client_keytab` and the credential cache `ccache`
+    /// (`MEMORY:name`: private to this process). Local only: MIT checks the keytab holds
+    /// a key for the principal, and talks to no KDC yet.
+    pub fn acquire(client_keytab: &Path, principal: &str, ccache: &str) -> Result<Self, GssError> {
+        let invalid = |what: &str| GssError {
+            major: major::FAILURE,
+            minor: 0,
+            message: format!("{what} contains a NUL byte"),
+        };
+        let keytab_c = CString::new(format!("FILE:{}", client_keytab.display()))
+            .map_err(|_| invalid("the keytab path"))?;
+        let ccache_c = CString::new(ccache).map_err(|_| invalid("the ccache name"))?;
+        let key_keytab = c"client_keytab";
+        let key_ccache = c"ccache";
+        let mut elements = [
+            sys::gss_key_value_element_desc {
+                key: key_keytab.as_ptr(),
+                value: keytab_c.as_ptr(),
+            },
+            sys::gss_key_value_element_desc {
+                key: key_ccache.as_ptr(),
+                value: ccache_c.as_ptr(),
+            },
+        ];
+        let store = sys::gss_key_value_set_desc {
+            count: elements.len() as sys::OM_uint32,
+            elements: elements.as_mut_ptr(),
+        };
+        let name = OwnedName::import(principal, KRB5_NT_PRINCIPAL_OID)?;
+        let mut mech = oid_desc(KRB5_MECH_OID);
+        let mut mechs = sys::gss_OID_set_desc {
+            count: 1,
+            elements: &mut mech,
+        };
+        let mut minor = 0;
+        let mut cred: sys::gss_cred_id_t = ptr::null_mut();
+        // SAFETY: every pointer refers to a local that outlives the call; GSSAPI copies
+        // what it keeps. The returned credential is owned by the InitiatorCred below.
+        let major = unsafe {
+            sys::gss_acquire_cred_from(
+                &mut minor,
+                name.0,
+                0,
+                &mut mechs,
+                sys::GSS_C_INITIATE as sys::gss_cred_usage_t,
+                &store,
+                &mut cred,
+                ptr::null_mut(),
+                ptr::null_mut(),
+            )
+        };
+        if major != 0 {
+            return Err(gss_error(major, minor));
+        }
+        Ok(InitiatorCred { cred })
+    }
+
+    /// Establishes (and discards) the first leg of a context to `target`
+    /// (`ldap/dc1.example.test@EXAMPLE.TEST`, a Kerberos principal name): MIT gets the
+    /// TGT (from the keytab) and the service ticket into the credential cache, so a
+    /// context made next with this credential needs no KDC. Blocking (KDC round trips
+    /// under MIT's own timeouts): call it off the async runtime.
+    pub fn fetch_service_ticket(&self, target: &str) -> Result<(), GssError> {
+        let name = OwnedName::import(target, KRB5_NT_PRINCIPAL_OID)?;
+        let mut mech = oid_desc(KRB5_MECH_OID);
+        let mut ctx: sys::gss_ctx_id_t = ptr::null_mut();
+        let mut output = OwnedBuffer::new();
+        let mut minor = 0;
+        // SAFETY: the credential and name are live handles; the context and output
+        // buffer are out-pointers to locals freed below / by OwnedBuffer's Drop. No
+        // input token or channel bindings on the first leg.
+        let major = unsafe {
+            sys::gss_init_sec_context(
+                &mut minor,
+                self.cred,
+                &mut ctx,
+                name.0,
+                &mut mech,
+                GSS_C_MUTUAL_FLAG,
+                0,
+                ptr::null_mut(),
+                ptr::null_mut(),
+                ptr::null_mut(),
+                &mut output.0,
+                ptr::null_mut(),
+                ptr::null_mut(),
+            )
+        };
+        if !ctx.is_null() {
+            let mut m = 0;
+            // SAFETY: the half-made context came from gss_init_sec_context; deleted once.
+            unsafe { sys::gss_delete_sec_context(&mut m, &mut ctx, ptr::null_mut()) };
+        }
+        if major & 0xffff_0000 != 0 {
+            return Err(gss_error(major, minor));
+        }
+        Ok(())
+    }
+
+    /// Hands the credential to `ldap3`'s SASL GSSAPI bind (`Ldap::sasl_gssapi_cred_bind`),
+    /// which takes cross-krb5's credential type; that one frees it when dropped.
+    pub fn into_ldap_cred(self) -> cross_krb5::Cred {
+        let raw = self.cred;
+        std::mem::forget(self);
+        // Ownership of the handle moves to libgssapi 0.9's Cred (the same libgssapi-sys
+        // handle type), which releases it with gss_release_cred in its Drop.
+        cross_krb5::Cred::from(libgssapi_09::credential::Cred::from(raw))
+    }
+}
+
+impl Drop for InitiatorCred {
+    fn drop(&mut self) {
+        if !self.cred.is_null() {
+            let mut minor = 0;
+            // SAFETY: the credential came from gss_acquire_cred_from; released once.
+            unsafe { sys::gss_release_cred(&mut minor, &mut self.cred) };
+        }
+    }
+}
+
 /// The result of a completed acceptance.
 #[derive(Debug)]
 pub struct Accepted {

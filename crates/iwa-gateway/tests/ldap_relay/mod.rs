@@ -31,6 +31,9 @@ pub enum Mode {
     Ldaps(Arc<rustls::ServerConfig>),
     /// Plain LDAP until the client's StartTLS request, which the relay answers.
     StartTls(Arc<rustls::ServerConfig>),
+    /// Bytes both ways, and a copy of everything either side sent (to check what
+    /// crosses the wire in clear).
+    Record(Arc<std::sync::Mutex<Vec<u8>>>),
 }
 
 /// A running (or stopped) relay on `127.0.0.1:port`.
@@ -145,6 +148,13 @@ async fn relay_one(client: TcpStream, target: SocketAddr, mode: Mode) {
                     .await?;
                 tokio::io::copy_bidirectional(&mut tls, &mut upstream).await?;
             }
+            Mode::Record(seen) => {
+                let (mut cr, mut cw) = client.into_split();
+                let (mut ur, mut uw) = upstream.into_split();
+                let up = pump(&mut cr, &mut uw, &seen);
+                let down = pump(&mut ur, &mut cw, &seen);
+                tokio::try_join!(up, down)?;
+            }
             Mode::StartTls(config) => {
                 let mut client = client;
                 answer_starttls(&mut client).await?;
@@ -159,6 +169,23 @@ async fn relay_one(client: TcpStream, target: SocketAddr, mode: Mode) {
     .await;
     if let Err(e) = result {
         eprintln!("ldap relay: connection ended: {e}");
+    }
+}
+
+/// Copies `from` to `to` until EOF, appending every byte to `seen`.
+async fn pump(
+    from: &mut tokio::net::tcp::OwnedReadHalf,
+    to: &mut tokio::net::tcp::OwnedWriteHalf,
+    seen: &std::sync::Mutex<Vec<u8>>,
+) -> std::io::Result<()> {
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        let n = from.read(&mut buf).await?;
+        if n == 0 {
+            return to.shutdown().await;
+        }
+        seen.lock().unwrap().extend_from_slice(&buf[..n]);
+        to.write_all(&buf[..n]).await?;
     }
 }
 
