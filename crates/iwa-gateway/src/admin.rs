@@ -532,7 +532,8 @@ th{width:11rem;font-weight:600}code{font-size:.9em;word-break:break-all}\
 .acting{background:#fff4d6;border-color:#b8860b}.fake{background:#ffe3e3;border-color:#b22222}\
 .error{background:#ffe3e3;border-color:#b22222}\
 label{display:block;font-weight:600;margin-top:.75rem}input[type=text]{width:100%;max-width:26rem;padding:.4rem;font:inherit}\
-button{margin-top:1rem;padding:.45rem 1.1rem;font:inherit;cursor:pointer}";
+ul{margin:0;padding-left:1.2rem}\
+button{display:block;margin-top:1rem;padding:.45rem 1.1rem;font:inherit;cursor:pointer}";
 
 fn identity_table(id: &Identity) -> String {
     let row = |k: &str, v: &str| {
