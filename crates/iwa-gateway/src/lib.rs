@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod audit;
+pub mod backend;
 pub mod check;
 pub mod config;
 pub mod demo;

@@ -14,15 +14,15 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Request, Response, StatusCode, Uri};
 use http_body_util::{Either, Full};
 use hyper::body::Incoming;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::TokioIo;
 use iwa::error::error_page;
 use iwa::{Identity, IdentityHeaders};
 use tower_service::Service;
 use tracing::{debug, warn};
 
-pub type ProxyBody = Either<Incoming, Full<Bytes>>;
+use crate::backend::{BackendBody, BackendClient};
+
+pub type ProxyBody = Either<BackendBody, Full<Bytes>>;
 
 /// The access rule of the request's route, put into its extensions by the listener.
 #[derive(Debug, Clone)]
@@ -30,7 +30,7 @@ pub struct RouteRule(pub Arc<crate::config::Route>);
 
 /// The shared, per-process part of the proxy.
 pub struct Upstream {
-    client: Client<HttpConnector, Incoming>,
+    client: BackendClient,
     scheme: http::uri::Scheme,
     authority: http::uri::Authority,
     /// Path prefix of the backend URL, without a trailing slash ("" for none).
@@ -55,14 +55,7 @@ impl Upstream {
         connect_timeout: Duration,
         identity_headers: Arc<IdentityHeaders>,
     ) -> Self {
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(connect_timeout));
-        connector.enforce_http(true);
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(60))
-            .pool_max_idle_per_host(usize::MAX)
-            .build(connector);
+        let client = BackendClient::new(connect_timeout);
         let prefix = url.path().trim_end_matches('/').to_owned();
         Upstream {
             client,
@@ -112,7 +105,14 @@ pub struct ProxyService {
     pub peer_header: Option<HeaderValue>,
 }
 
-const HOP_BY_HOP: [HeaderName; 7] = [
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+const X_IWA_ASSERTION: HeaderName = HeaderName::from_static("x-iwa-assertion");
+
+/// Hop-by-hop by definition (RFC 9110 §7.6.1, and two older spellings), in the order
+/// of the match in [`remove_hop_by_hop`].
+static HOP_BY_HOP: [HeaderName; 9] = [
     header::CONNECTION,
     header::PROXY_AUTHENTICATE,
     header::PROXY_AUTHORIZATION,
@@ -120,25 +120,59 @@ const HOP_BY_HOP: [HeaderName; 7] = [
     header::TRAILER,
     header::TRANSFER_ENCODING,
     header::UPGRADE,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
 ];
 
-/// Removes hop-by-hop headers (RFC 9110 §7.6.1), including those named in `Connection`.
+/// Removes hop-by-hop headers, including those named in `Connection`. One pass over the
+/// names present finds them (most requests have none, most responses only
+/// `Connection`), instead of one lookup per name that could be there.
 fn remove_hop_by_hop(headers: &mut HeaderMap) {
-    let listed: Vec<HeaderName> = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
-        .collect();
-    for name in listed {
-        headers.remove(name);
+    let mut present = 0u16;
+    for name in headers.keys() {
+        // By the name's text: one length-first match, not nine comparisons.
+        let i = match name.as_str() {
+            "connection" => 0,
+            "proxy-authenticate" => 1,
+            "proxy-authorization" => 2,
+            "te" => 3,
+            "trailer" => 4,
+            "transfer-encoding" => 5,
+            "upgrade" => 6,
+            "keep-alive" => 7,
+            "proxy-connection" => 8,
+            _ => continue,
+        };
+        present |= 1 << i;
     }
-    for name in &HOP_BY_HOP {
-        headers.remove(name);
+    if present == 0 {
+        return;
     }
-    headers.remove("keep-alive");
-    headers.remove("proxy-connection");
+    if present & 1 != 0 {
+        // The values are cheap handles on the request's bytes; the list is empty unless
+        // `Connection` came more than once.
+        let mut values = headers.get_all(header::CONNECTION).iter();
+        let first = values.next().cloned();
+        let more: Vec<HeaderValue> = values.cloned().collect();
+        for v in first.iter().chain(&more) {
+            let Ok(v) = v.to_str() else { continue };
+            for name in v.split(',').map(str::trim) {
+                // `keep-alive` (the usual one) goes below anyway, and a token that is no
+                // valid header name matches nothing.
+                if !HOP_BY_HOP
+                    .iter()
+                    .any(|h| h.as_str().eq_ignore_ascii_case(name))
+                {
+                    headers.remove(name);
+                }
+            }
+        }
+    }
+    for (i, name) in HOP_BY_HOP.iter().enumerate() {
+        if present & (1 << i) != 0 {
+            headers.remove(name);
+        }
+    }
 }
 
 /// A backend response's headers before they go to the client: hop-by-hop headers go,
@@ -162,6 +196,30 @@ fn upgrade_protocol(headers: &HeaderMap) -> Option<HeaderValue> {
     } else {
         None
     }
+}
+
+/// The `Host` header for `authority`: host, and port unless it is HTTP's default.
+fn host_header(authority: &http::uri::Authority) -> Option<HeaderValue> {
+    match authority.port_u16() {
+        Some(80) | None => HeaderValue::from_str(authority.host()).ok(),
+        Some(port) => HeaderValue::from_str(&format!("{}:{port}", authority.host())).ok(),
+    }
+}
+
+/// The request-target hyper writes as it is: origin-form (`/path?query`) to a server,
+/// authority-form for `CONNECT`.
+fn request_target(method: &http::Method, uri: &Uri, authority: &http::uri::Authority) -> Uri {
+    let mut parts = http::uri::Parts::default();
+    if method == http::Method::CONNECT {
+        parts.authority = Some(authority.clone());
+    } else {
+        parts.path_and_query = Some(
+            uri.path_and_query()
+                .cloned()
+                .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/")),
+        );
+    }
+    Uri::from_parts(parts).unwrap_or_default()
 }
 
 pub fn bad_gateway(accept: Option<&HeaderValue>, why: &str) -> Response<Full<Bytes>> {
@@ -317,7 +375,9 @@ impl ProxyService {
     async fn forward(self, mut req: Request<Incoming>) -> Response<ProxyBody> {
         let (caller, set_cookie) = self.resolve_caller(&mut req);
         let mut resp = if is_admin_path(req.uri().path()) {
-            self.admin(req, caller).await.map(Either::Right)
+            // Boxed: the gateway's own pages are rare next to proxied requests, and
+            // their future would make every request's larger.
+            Box::pin(self.admin(req, caller)).await.map(Either::Right)
         } else {
             match caller {
                 Some(crate::admin::Caller {
@@ -380,22 +440,24 @@ impl ProxyService {
         if let Some(session) = &self.upstream.session {
             session.strip(h);
         }
-        // Forwarding headers are set by us, never trusted from the client.
+        // Forwarding headers are set by us, never trusted from the client (`insert`
+        // replaces every value a client sent under the name).
         h.remove(header::FORWARDED);
-        h.remove("x-forwarded-for");
-        h.remove("x-forwarded-proto");
-        h.remove("x-forwarded-host");
-        if let Some(v) = &self.peer_header {
-            h.insert("x-forwarded-for", v.clone());
-        }
-        h.insert("x-forwarded-proto", HeaderValue::from_static(self.proto));
-        if let Some(host) = host {
-            // HTTP/2 clients send `:authority`, no Host: the app gets it as Host.
-            if !h.contains_key(header::HOST) {
-                h.insert(header::HOST, host.clone());
+        match &self.peer_header {
+            Some(v) => h.insert(X_FORWARDED_FOR, v.clone()),
+            None => h.remove(X_FORWARDED_FOR),
+        };
+        h.insert(X_FORWARDED_PROTO, HeaderValue::from_static(self.proto));
+        match host {
+            Some(host) => {
+                // HTTP/2 clients send `:authority`, no Host: the app gets it as Host.
+                if !h.contains_key(header::HOST) {
+                    h.insert(header::HOST, host.clone());
+                }
+                h.insert(X_FORWARDED_HOST, host)
             }
-            h.insert("x-forwarded-host", host);
-        }
+            None => h.remove(X_FORWARDED_HOST),
+        };
         // Identity: reserved names were stripped by the auth layer; set ours.
         self.upstream.identity_headers.strip(h);
         if let Some(id) = parts.extensions.get::<Identity>() {
@@ -417,7 +479,7 @@ impl ProxyService {
                 ) {
                     Ok(token) => {
                         if let Ok(v) = HeaderValue::from_str(&token) {
-                            h.insert("x-iwa-assertion", v);
+                            h.insert(X_IWA_ASSERTION, v);
                         }
                     }
                     Err(e) => warn!("cannot sign the identity assertion: {e}"),
@@ -436,9 +498,19 @@ impl ProxyService {
                 return unavailable.response(accept.as_ref()).map(Either::Right);
             }
         }
+        let Some(authority) = parts.uri.authority().cloned() else {
+            return bad_gateway(accept.as_ref(), "bad URL").map(Either::Right);
+        };
+        if !parts.headers.contains_key(header::HOST) {
+            // No Host from the client: the backend's own, as a client would send it.
+            if let Some(v) = host_header(&authority) {
+                parts.headers.insert(header::HOST, v);
+            }
+        }
+        parts.uri = request_target(&parts.method, &parts.uri, &authority);
         let out = Request::from_parts(parts, body);
 
-        let mut resp = match self.upstream.client.request(out).await {
+        let mut resp = match self.upstream.client.send(&authority, out).await {
             Ok(r) => r,
             Err(e) => {
                 let why = if e.is_connect() {
@@ -446,7 +518,7 @@ impl ProxyService {
                 } else {
                     "connection failed"
                 };
-                warn!(backend = %self.upstream.authority, "backend request failed: {e:?}");
+                warn!(backend = %authority, "backend request failed: {e}");
                 return bad_gateway(accept.as_ref(), why).map(Either::Right);
             }
         };
@@ -454,6 +526,8 @@ impl ProxyService {
         if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
             if let Some(client_upgrade) = client_upgrade {
                 let backend_upgrade = hyper::upgrade::on(&mut resp);
+                // The connection now belongs to the tunnel.
+                resp.body_mut().forget_connection();
                 tokio::spawn(async move {
                     match tokio::try_join!(client_upgrade, backend_upgrade) {
                         Ok((client, backend)) => {
@@ -510,6 +584,63 @@ mod tests {
         remove_hop_by_hop(&mut h);
         assert_eq!(h.len(), 1);
         assert!(h.contains_key(header::ACCEPT));
+    }
+
+    #[test]
+    fn every_connection_header_and_every_listed_name_goes() {
+        let mut h = HeaderMap::new();
+        h.append(header::CONNECTION, HeaderValue::from_static("Close"));
+        h.append(
+            header::CONNECTION,
+            HeaderValue::from_static(" X-A ,UPGRADE,, bad name"),
+        );
+        for name in [
+            "close",
+            "x-a",
+            "upgrade",
+            "te",
+            "trailer",
+            "keep-alive",
+            "proxy-connection",
+            "proxy-authenticate",
+            "transfer-encoding",
+            "accept",
+            "x-b",
+        ] {
+            h.insert(
+                HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                HeaderValue::from_static("v"),
+            );
+        }
+        remove_hop_by_hop(&mut h);
+        let mut left: Vec<&str> = h.keys().map(HeaderName::as_str).collect();
+        left.sort_unstable();
+        assert_eq!(left, ["accept", "x-b"]);
+        // Nothing hop-by-hop: untouched.
+        let mut h = HeaderMap::new();
+        h.insert(header::ACCEPT, HeaderValue::from_static("*/*"));
+        h.insert(header::HOST, HeaderValue::from_static("x"));
+        remove_hop_by_hop(&mut h);
+        assert_eq!(h.len(), 2);
+    }
+
+    #[test]
+    fn request_line_and_host_for_the_backend() {
+        let a: http::uri::Authority = "127.0.0.1:8080".parse().unwrap();
+        let abs: Uri = "http://127.0.0.1:8080/app/x?q=1".parse().unwrap();
+        assert_eq!(
+            request_target(&http::Method::GET, &abs, &a).to_string(),
+            "/app/x?q=1"
+        );
+        assert_eq!(
+            request_target(&http::Method::CONNECT, &abs, &a).to_string(),
+            "127.0.0.1:8080"
+        );
+        assert_eq!(host_header(&a).unwrap(), "127.0.0.1:8080");
+        let a: http::uri::Authority = "app.internal:80".parse().unwrap();
+        assert_eq!(host_header(&a).unwrap(), "app.internal");
+        let a: http::uri::Authority = "[::1]:9000".parse().unwrap();
+        assert_eq!(host_header(&a).unwrap(), "[::1]:9000");
     }
 
     #[test]

@@ -190,6 +190,11 @@ impl TicketCodec {
         &self.keys
     }
 
+    /// How far in the future an issue time may be ([`TicketClaims::check_times`]).
+    pub fn clock_skew(&self) -> Duration {
+        self.clock_skew
+    }
+
     /// Seals `claims` under the current key with a fresh random nonce; the purpose is
     /// the claims' own. Returns the cookie value.
     pub fn seal<T: Serialize>(&self, claims: &TicketClaims<T>) -> Result<String, TicketError> {
