@@ -675,7 +675,7 @@ fn gssapi_bind_names_groups_and_seals_plain_ldap() {
     let url = format!("ldap://127.0.0.1:{}", relay.port());
     let extra = format!(
         "{}\n[[route]]\npath = \"/staff\"\nallow_groups = [\"EXAMPLE\\\\All Staff\"]\n",
-        gssapi_section(&dc, &url, AD_SERVICE_CLIENT, "3s")
+        gssapi_section(&dc, &url, AD_SERVICE_CLIENT, "15s")
     );
     let gw = ad_gateway(&realm, &dc, &echo.url(), &extra);
     let (seen, _) = login(&gw, &dc, AD_ALICE, AD_ALICE_PASSWORD);
@@ -737,7 +737,7 @@ fn gssapi_bind_over_tls_to_the_dc() {
     ] {
         let extra = format!(
             "{}{tls_line}ca_file = {}\n",
-            gssapi_section(&dc, &url, AD_SERVICE_CLIENT, "3s"),
+            gssapi_section(&dc, &url, AD_SERVICE_CLIENT, "15s"),
             toml_str(&ca.display().to_string())
         );
         let gw = ad_gateway(&realm, &dc, &echo.url(), &extra);
