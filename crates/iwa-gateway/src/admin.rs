@@ -15,7 +15,7 @@
 //! impersonation if any.
 
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
 use axum::extract::{DefaultBodyLimit, State};
 use axum::response::{IntoResponse, Response};
@@ -29,7 +29,7 @@ use iwa::error::html_escape;
 use iwa::impersonation::{permissions, Active, Impersonator, Permission};
 use iwa::Identity;
 
-use crate::audit;
+use crate::audit::{self, unix};
 
 /// Largest request body the API and forms take.
 const MAX_BODY: usize = 16 * 1024;
@@ -358,10 +358,6 @@ fn stop(state: &AdminState, caller: &Caller) -> Option<HeaderValue> {
 }
 
 // --- JSON API --------------------------------------------------------------------------
-
-fn unix(t: SystemTime) -> u64 {
-    t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
-}
 
 fn status_json(caller: &Caller) -> serde_json::Value {
     match &caller.active {

@@ -13,7 +13,8 @@ fn sid(id: &Identity) -> &str {
     id.sid.as_deref().unwrap_or("-")
 }
 
-fn unix(t: SystemTime) -> u64 {
+/// Seconds since the Unix epoch (0 before it), as audit events and the API report times.
+pub(crate) fn unix(t: SystemTime) -> u64 {
     t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 

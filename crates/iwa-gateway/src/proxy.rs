@@ -38,9 +38,6 @@ pub struct Upstream {
     identity_headers: Arc<IdentityHeaders>,
     /// Signs `X-Iwa-Assertion` for authenticated requests, when configured.
     pub assertion: Option<Arc<iwa::assertion::Signer>>,
-    /// `[session]`: its cookie is a bearer credential, removed before forwarding on
-    /// every route (anonymous ones included).
-    pub session: Option<Arc<iwa::session::SessionSettings>>,
     /// Resolves impersonation cookies, when anyone may impersonate.
     pub impersonator: Option<Arc<iwa::impersonation::Impersonator>>,
     /// The gateway's own pages and API under `/.iwa/` ([`crate::admin`]).
@@ -69,7 +66,6 @@ impl Upstream {
             prefix,
             identity_headers,
             assertion: None,
-            session: None,
             impersonator: None,
             admin: None,
             hosted: None,
@@ -437,9 +433,6 @@ impl ProxyService {
         let h = &mut parts.headers;
         remove_hop_by_hop(h);
         h.remove(header::AUTHORIZATION);
-        if let Some(session) = &self.upstream.session {
-            session.strip(h);
-        }
         // Forwarding headers are set by us, never trusted from the client (`insert`
         // replaces every value a client sent under the name).
         h.remove(header::FORWARDED);

@@ -193,7 +193,6 @@ impl Gateway {
             }
             None => None,
         };
-        upstream.session = session.clone();
         let upstream = Arc::new(upstream);
         let tls = match &config.tls {
             // HTTP/2 only without NTLM: an NTLM handshake is bound to its connection.
@@ -444,11 +443,13 @@ async fn serve_connection<I>(
     let headers = gateway.identity_headers.clone();
     let access_log = gateway.access_log;
     let routes = gateway.routes.clone();
+    let session = gateway.session.clone();
     let anonymous_proxy = proxy_for_anonymous.clone();
     let svc = hyper::service::service_fn(move |mut req: Request<Incoming>| {
         let mut authed = authed.clone();
         let mut anonymous_proxy = anonymous_proxy.clone();
         let headers = headers.clone();
+        let session = session.clone();
         let path = req.uri().path();
         // The gateway's page and API always require a login, whatever the routes say.
         let route = if crate::proxy::is_admin_path(path) {
@@ -477,7 +478,12 @@ async fn serve_connection<I>(
             }
             let resp: Response<GatewayBody> = match auth_mode {
                 RouteAuth::Anonymous => {
+                    // No auth layer here, so what it would remove goes here: the
+                    // credentials, including the session ticket (a bearer credential).
                     req.headers_mut().remove(http::header::AUTHORIZATION);
+                    if let Some(s) = &session {
+                        s.strip(req.headers_mut());
+                    }
                     match anonymous_proxy.call(req).await {
                         Ok(r) => r.map(|b| Either::Left(Either::Left(b))),
                         Err(never) => match never {},
