@@ -13,10 +13,9 @@ use libfuzzer_sys::fuzz_target;
 const SECRET: &[u8] = b"fuzzing-secret-fuzzing-secret-fuzzing!!";
 /// RFC 8037 A.1's private key (PKCS#8 v1 DER), a fixed Ed25519 key for the target.
 const ED_PKCS8: [u8; 48] = [
-    0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04,
-    0x20, 0x9d, 0x61, 0xb1, 0x9d, 0xef, 0xfd, 0x5a, 0x60, 0xba, 0x84, 0x4a, 0xf4, 0x92, 0xec,
-    0x2c, 0xc4, 0x44, 0x49, 0xc5, 0x69, 0x7b, 0x32, 0x69, 0x19, 0x70, 0x3b, 0xac, 0x03, 0x1c,
-    0xae, 0x7f, 0x60,
+    0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20,
+    0x9d, 0x61, 0xb1, 0x9d, 0xef, 0xfd, 0x5a, 0x60, 0xba, 0x84, 0x4a, 0xf4, 0x92, 0xec, 0x2c, 0xc4,
+    0x44, 0x49, 0xc5, 0x69, 0x7b, 0x32, 0x69, 0x19, 0x70, 0x3b, 0xac, 0x03, 0x1c, 0xae, 0x7f, 0x60,
 ];
 
 struct Keys {
@@ -69,13 +68,39 @@ fuzz_target!(|data: &[u8]| {
         let Ok(token) = signer.sign(&id, impersonator, "POST", &path, now) else {
             continue;
         };
-        let claims = verify(&k.verifying, &token, "app", "POST", &path, now, Duration::ZERO)
-            .expect("a genuine assertion verifies");
+        let claims = verify(
+            &k.verifying,
+            &token,
+            "app",
+            "POST",
+            &path,
+            now,
+            Duration::ZERO,
+        )
+        .expect("a genuine assertion verifies");
         assert_eq!(claims.upn, id.principal);
         assert_eq!(claims.sid, id.sid);
         assert_eq!(claims.act.as_deref(), impersonator);
         // Bound to its request.
-        assert!(verify(&k.verifying, &token, "app", "GET", &path, now, Duration::ZERO).is_err());
-        assert!(verify(&k.verifying, &token, "other", "POST", &path, now, Duration::ZERO).is_err());
+        assert!(verify(
+            &k.verifying,
+            &token,
+            "app",
+            "GET",
+            &path,
+            now,
+            Duration::ZERO
+        )
+        .is_err());
+        assert!(verify(
+            &k.verifying,
+            &token,
+            "other",
+            "POST",
+            &path,
+            now,
+            Duration::ZERO
+        )
+        .is_err());
     }
 });

@@ -24,7 +24,10 @@ struct Fixture {
 fn fixture() -> &'static Fixture {
     static F: OnceLock<Fixture> = OnceLock::new();
     F.get_or_init(|| {
-        let codec = Arc::new(TicketCodec::new(KeyRing::from_keys(&[7u8; 32], &[[8u8; 32]])));
+        let codec = Arc::new(TicketCodec::new(KeyRing::from_keys(
+            &[7u8; 32],
+            &[[8u8; 32]],
+        )));
         let imp = Impersonator::new(ImpersonationSettings {
             codec: codec.clone(),
             revocations: Arc::new(MemoryRevocationStore::new()),
@@ -41,7 +44,11 @@ fn fixture() -> &'static Fixture {
         Fixture {
             session: SessionSettings::new(codec),
             imp,
-            real: Identity::from_principal("alice@EX.TEST", AuthMethod::Kerberos, &Default::default()),
+            real: Identity::from_principal(
+                "alice@EX.TEST",
+                AuthMethod::Kerberos,
+                &Default::default(),
+            ),
         }
     })
 }

@@ -22,7 +22,7 @@ use iwa_testrealm::samba::{
     HELPDESK_STAFF, SALES,
 };
 use iwa_testrealm::EchoRequest;
-use ldap_relay::{Mode, Relay, TestPki};
+use ldap_relay::{Mode, Relay, Shape, TestPki};
 use support::*;
 
 fn ad_gateway(
@@ -721,6 +721,43 @@ fn gssapi_bind_names_groups_and_seals_plain_ldap() {
     login(&gw, &dc, AD_ALICE, AD_ALICE_PASSWORD);
     let plain = plain.lock().unwrap().clone();
     assert!(contains(&plain, b"sAMAccountName") && contains(&plain, b"Helpdesk Staff"));
+}
+
+/// The sealed connection carries several lookups at once (one per group SID). Through
+/// a relay that delivers the DC's SASL buffers several at a time, then one that splits
+/// them (and their 4-byte lengths) across reads, every answer must still arrive: ldap3's
+/// own layer lost the rest of a buffer when the next one came in the same read, and the
+/// lookup waiting for it hung until the timeout.
+#[test]
+fn gssapi_sealed_lookups_survive_coalesced_and_split_reads() {
+    let realm = realm();
+    let dc = SambaDc::standard().expect("Samba AD DC");
+    let echo = echo();
+    for shape in [Shape::Coalesce(Duration::from_millis(100)), Shape::Trickle] {
+        let relay = Relay::start(dc_ldap(), Mode::Shaped(shape));
+        let url = format!("ldap://127.0.0.1:{}", relay.port());
+        let gw = ad_gateway(
+            &realm,
+            &dc,
+            &echo.url(),
+            &gssapi_section(&dc, &url, AD_SERVICE_CLIENT, "15s"),
+        );
+        let (seen, took) = login(&gw, &dc, AD_ALICE, AD_ALICE_PASSWORD);
+        let names = list(&seen, "x-remote-groups");
+        for g in [HELPDESK_STAFF, ALL_STAFF] {
+            let full = format!("EXAMPLE\\{g}");
+            assert!(
+                names.contains(&full),
+                "{shape:?}: {full} missing after {took:?}: {names:?}\n{}",
+                gw.log()
+            );
+        }
+        let log = gw.log();
+        assert!(
+            !log.contains("directory unavailable") && !log.contains("SASL security layer"),
+            "{shape:?}:\n{log}"
+        );
+    }
 }
 
 #[test]

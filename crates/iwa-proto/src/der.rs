@@ -202,6 +202,7 @@ pub struct Element<'a> {
     contents: &'a [u8],
     raw: &'a [u8],
     depth: usize,
+    ber_lengths: bool,
 }
 
 impl<'a> Element<'a> {
@@ -232,6 +233,7 @@ impl<'a> Element<'a> {
         Ok(Reader {
             buf: self.contents,
             depth,
+            ber_lengths: self.ber_lengths,
         })
     }
 }
@@ -241,12 +243,29 @@ impl<'a> Element<'a> {
 pub struct Reader<'a> {
     buf: &'a [u8],
     depth: usize,
+    ber_lengths: bool,
 }
 
 impl<'a> Reader<'a> {
     /// A top-level reader over `buf`.
     pub fn new(buf: &'a [u8]) -> Self {
-        Reader { buf, depth: 0 }
+        Reader {
+            buf,
+            depth: 0,
+            ber_lengths: false,
+        }
+    }
+
+    /// A top-level reader that also takes BER's non-minimal long-form lengths
+    /// (`0x84 0x00 0x00 0x00 0x05`), here and in every sub-reader: Active Directory's
+    /// LDAP server writes every constructed length that way. Everything else is as
+    /// strict as [`Reader::new`] (definite lengths of at most 4 octets, bounded).
+    pub fn new_ber(buf: &'a [u8]) -> Self {
+        Reader {
+            buf,
+            depth: 0,
+            ber_lengths: true,
+        }
     }
 
     /// Bytes not yet consumed.
@@ -327,6 +346,7 @@ impl<'a> Reader<'a> {
             contents,
             raw,
             depth: self.depth,
+            ber_lengths: self.ber_lengths,
         })
     }
 
@@ -356,7 +376,7 @@ impl<'a> Reader<'a> {
                     max: MAX_LENGTH_OCTETS,
                 })?;
         }
-        if bytes.first() == Some(&0) || len < 0x80 {
+        if !self.ber_lengths && (bytes.first() == Some(&0) || len < 0x80) {
             return Err(DerError::NonMinimalLength { len });
         }
         Ok(len)
@@ -410,6 +430,12 @@ impl<'a> Reader<'a> {
     pub fn read_enumerated(&mut self) -> Result<u32, DerError> {
         let el = self.read_expected(Tag::ENUMERATED)?;
         parse_unsigned(el.contents(), Tag::ENUMERATED)
+    }
+
+    /// Read an `INTEGER` of at most 4 content octets as a non-negative value.
+    pub fn read_unsigned_integer(&mut self) -> Result<u32, DerError> {
+        let el = self.read_expected(Tag::INTEGER)?;
+        parse_unsigned(el.contents(), Tag::INTEGER)
     }
 
     /// Read a primitive `BIT STRING`; returns (unused bits, bit octets).
@@ -532,6 +558,31 @@ mod tests {
             Reader::new(&[0x30, 0x80, 0x00, 0x00]).read_element(),
             Err(DerError::IndefiniteLength)
         );
+    }
+
+    #[test]
+    fn ber_reader_takes_non_minimal_lengths_in_sub_readers_too() {
+        // SEQUENCE { OCTET STRING "ab" }, both lengths in AD's 4-octet long form.
+        let bytes = [
+            0x30, 0x84, 0, 0, 0, 0x08, 0x04, 0x84, 0, 0, 0, 0x02, b'a', b'b',
+        ];
+        assert!(matches!(
+            Reader::new(&bytes).read_element(),
+            Err(DerError::NonMinimalLength { len: 8 })
+        ));
+        let mut outer = Reader::new_ber(&bytes);
+        let mut inner = outer.read_nested(Tag::SEQUENCE).unwrap();
+        assert_eq!(inner.read_octet_string().unwrap(), b"ab");
+        assert!(outer.is_empty() && inner.is_empty());
+        // Still definite and bounded.
+        assert!(matches!(
+            Reader::new_ber(&[0x30, 0x80, 0, 0]).read_element(),
+            Err(DerError::IndefiniteLength)
+        ));
+        assert!(matches!(
+            Reader::new_ber(&[0x04, 0x84, 0, 0, 0, 0x09, 1]).read_element(),
+            Err(DerError::Truncated { .. })
+        ));
     }
 
     #[test]

@@ -6,6 +6,8 @@
 //!   element) and a few writer helpers.
 //! - [`spnego`]: SPNEGO (RFC 4178) `NegTokenInit` / `NegTokenResp` and the
 //!   RFC 2743 initial-token framing.
+//! - [`ldap`]: the LDAP messages of a SASL GSSAPI bind and the SASL security
+//!   layer's framing (RFC 4511, RFC 4752, RFC 4422).
 //! - [`ntlm`]: NTLM (MS-NLMP) messages, AV_PAIR lists, the NTLMv2 math and
 //!   an NTLMv2-only server handshake state machine.
 //! - [`pac`]: the Kerberos PAC (MS-PAC): `PACTYPE` and its buffers, and the
@@ -21,6 +23,7 @@
 pub mod authz;
 pub mod der;
 pub mod krb5;
+pub mod ldap;
 mod le;
 pub mod ntlm;
 pub mod pac;

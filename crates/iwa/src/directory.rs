@@ -59,6 +59,8 @@ use zeroize::Zeroizing;
 
 use crate::identity::{AuthMethod, Group, Identity};
 
+mod sasl;
+
 /// A boxed future, for the object-safe backend trait.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
@@ -1163,6 +1165,21 @@ fn dns_name_of_dn(dn: &str) -> Option<String> {
     (!labels.is_empty()).then(|| labels.join("."))
 }
 
+/// The port of an `ldap://` / `ldaps://` URL, when it names one.
+fn ldap_url_port(url: &str) -> Option<u16> {
+    let (_, rest) = url.split_once("://")?;
+    let authority = rest.split(['/', '?']).next().unwrap_or(rest);
+    let after_host = match authority.strip_prefix('[') {
+        Some(v6) => v6.split_once(']')?.1,
+        None => authority.rsplit_once(':').map_or("", |(_, p)| p),
+    };
+    after_host
+        .strip_prefix(':')
+        .unwrap_or(after_host)
+        .parse()
+        .ok()
+}
+
 /// The host of an `ldap://` / `ldaps://` URL (brackets of an IPv6 literal removed).
 pub fn ldap_url_host(url: &str) -> Option<&str> {
     let (scheme, rest) = url.split_once("://")?;
@@ -1437,6 +1454,13 @@ impl LdapBackend {
             }
         }
         *slot = None;
+        if let (Some(g), false) = (&self.settings.gssapi, self.uses_tls()) {
+            // Kerberos over plain LDAP: our own bind and confidentiality layer (see
+            // `sasl`), ldap3 on the plain end of it.
+            let ldap = self.sealed_connection(g).await?;
+            *slot = Some(ldap.clone());
+            return Ok(ldap);
+        }
         let mut conn_settings = ldap3::LdapConnSettings::new()
             .set_conn_timeout(self.settings.timeout)
             .set_starttls(self.settings.starttls)
@@ -1493,6 +1517,46 @@ impl LdapBackend {
             }
         }
         *slot = Some(ldap.clone());
+        Ok(ldap)
+    }
+
+    fn uses_tls(&self) -> bool {
+        self.settings.starttls
+            || self
+                .settings
+                .url
+                .get(..8)
+                .is_some_and(|p| p.eq_ignore_ascii_case("ldaps://"))
+    }
+
+    /// A new connection over plain `ldap://`, bound with SASL GSSAPI and sealed by
+    /// our own security layer.
+    async fn sealed_connection(&self, g: &GssapiBind) -> Result<ldap3::Ldap, DirectoryError> {
+        let host = ldap_url_host(&self.settings.url).ok_or_else(|| {
+            DirectoryError::Config(format!("no host in the LDAP URL {}", self.settings.url))
+        })?;
+        let port = ldap_url_port(&self.settings.url).unwrap_or(389);
+        let cred = self.gssapi_credential(g).await?;
+        let stream = sasl::bind_sealed(
+            host,
+            port,
+            self.settings.timeout,
+            cred,
+            &g.service_principal(),
+            &g.principal,
+        )
+        .await?;
+        let settings =
+            ldap3::LdapConnSettings::new().set_std_stream(ldap3::StdStream::Unix(stream));
+        let (conn, ldap) = ldap3::LdapConnAsync::with_settings(settings, "ldapi://iwa-sasl-layer")
+            .await
+            .map_err(ldap_err)?;
+        let url = self.settings.url.clone();
+        tokio::spawn(async move {
+            if let Err(e) = conn.drive().await {
+                debug!(%url, "LDAP connection closed: {e}");
+            }
+        });
         Ok(ldap)
     }
 
@@ -2931,6 +2995,11 @@ members = ["EXAMPLE\\Helpdesk Staff", "Dave"]
         assert_eq!(ldap_url_host("ldap://127.0.0.2?x"), Some("127.0.0.2"));
         assert_eq!(ldap_url_host("http://dc"), None);
         assert_eq!(ldap_url_host("ldap://"), None);
+        assert_eq!(ldap_url_port("LDAPS://dc:636/"), Some(636));
+        assert_eq!(ldap_url_port("ldap://[::1]:3389"), Some(3389));
+        assert_eq!(ldap_url_port("ldap://[::1]"), None);
+        assert_eq!(ldap_url_port("ldap://127.0.0.2?x"), None);
+        assert_eq!(ldap_url_port("ldap://127.0.0.2:x"), None);
         assert!(is_plaintext_network_bind("ldap://dc.example.test", false));
         assert!(is_plaintext_network_bind("ldap://10.1.2.3:389", false));
         assert!(!is_plaintext_network_bind("ldap://dc.example.test", true));

@@ -702,6 +702,110 @@ impl InitiatorCred {
     }
 }
 
+/// `GSS_C_SEQUENCE_FLAG`, `GSS_C_CONF_FLAG`, `GSS_C_INTEG_FLAG` (RFC 2744).
+const GSS_C_SEQUENCE_FLAG: sys::OM_uint32 = 8;
+pub const GSS_C_CONF_FLAG: u32 = 16;
+pub const GSS_C_INTEG_FLAG: u32 = 32;
+
+/// A Kerberos context being established as initiator, for a SASL GSSAPI bind with a
+/// security layer (RFC 4752): mutual authentication, sequencing, integrity and
+/// confidentiality asked for. It owns the credential it was started with.
+pub struct Initiating {
+    cred: InitiatorCred,
+    target: OwnedName,
+    ctx: SecContext,
+}
+
+impl fmt::Debug for Initiating {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Initiating").finish_non_exhaustive()
+    }
+}
+
+// SAFETY: the credential, name and context handles are only used through `self`
+// (moved, never shared), so never concurrently; MIT handles may change threads.
+unsafe impl Send for Initiating {}
+
+/// What one initiator leg produced.
+#[derive(Debug)]
+pub enum InitStep {
+    /// Send the token, wait for the acceptor's answer, then [`Initiating::step`].
+    Continue(Initiating, Vec<u8>),
+    /// Established: the context, its flags and a last token for the acceptor, if any.
+    Complete(SecContext, u32, Option<Vec<u8>>),
+}
+
+impl InitiatorCred {
+    /// Starts a context to `target` (`ldap/dc1.example.test@EXAMPLE.TEST`, a Kerberos
+    /// principal name) and returns it with the first token (the AP-REQ). May talk to
+    /// the KDC when the service ticket is not cached yet: call it off the async runtime.
+    pub fn initiate(self, target: &str) -> Result<InitStep, GssError> {
+        let target = OwnedName::import(target, KRB5_NT_PRINCIPAL_OID)?;
+        Initiating {
+            cred: self,
+            target,
+            ctx: SecContext(ptr::null_mut()),
+        }
+        .leg(None)
+    }
+}
+
+impl Initiating {
+    /// The next leg with the acceptor's `token` (for Kerberos: the AP-REP).
+    pub fn step(self, token: &[u8]) -> Result<InitStep, GssError> {
+        self.leg(Some(token))
+    }
+
+    fn leg(mut self, input: Option<&[u8]>) -> Result<InitStep, GssError> {
+        let mut mech = oid_desc(KRB5_MECH_OID);
+        let mut input_buf = input.map(|t| sys::gss_buffer_desc {
+            length: t.len(),
+            value: t.as_ptr() as *mut c_void,
+        });
+        let input_ptr = input_buf
+            .as_mut()
+            .map_or(ptr::null_mut(), |b| b as *mut sys::gss_buffer_desc);
+        let mut output = OwnedBuffer::new();
+        let mut ret_flags: sys::OM_uint32 = 0;
+        let mut minor = 0;
+        let flags = GSS_C_MUTUAL_FLAG | GSS_C_SEQUENCE_FLAG | GSS_C_CONF_FLAG | GSS_C_INTEG_FLAG;
+        // SAFETY: the credential, name and context are live handles owned by `self` (the
+        // context starts as GSS_C_NO_CONTEXT and is filled in by MIT); the input buffer
+        // borrows `input` for the call; the output buffer is released by OwnedBuffer.
+        let major = unsafe {
+            sys::gss_init_sec_context(
+                &mut minor,
+                self.cred.cred,
+                &mut self.ctx.0,
+                self.target.0,
+                &mut mech,
+                flags,
+                0,
+                ptr::null_mut(),
+                input_ptr,
+                ptr::null_mut(),
+                &mut output.0,
+                &mut ret_flags,
+                ptr::null_mut(),
+            )
+        };
+        if major & 0xffff_0000 != 0 {
+            return Err(gss_error(major, minor));
+        }
+        let token = (!output.is_empty()).then(|| output.to_vec());
+        if major & major::CONTINUE_NEEDED != 0 {
+            let token = token.ok_or_else(|| GssError {
+                major,
+                minor,
+                message: "GSSAPI wants another leg but gave no token to send".into(),
+            })?;
+            return Ok(InitStep::Continue(self, token));
+        }
+        let ctx = std::mem::replace(&mut self.ctx, SecContext(ptr::null_mut()));
+        Ok(InitStep::Complete(ctx, ret_flags, token))
+    }
+}
+
 impl Drop for InitiatorCred {
     fn drop(&mut self) {
         if !self.cred.is_null() {
@@ -759,6 +863,90 @@ impl SecContext {
         Ok(())
     }
 
+    /// `gss_wrap`: seals (`confidential`) or only signs `message`. Sealing that the
+    /// mechanism could not apply is an error, never a silent downgrade.
+    pub fn wrap(&mut self, confidential: bool, message: &[u8]) -> Result<Vec<u8>, GssError> {
+        let mut msg = sys::gss_buffer_desc {
+            length: message.len(),
+            value: message.as_ptr() as *mut c_void,
+        };
+        let mut conf_state: i32 = 0;
+        let mut out = OwnedBuffer::new();
+        let mut minor = 0;
+        // SAFETY: `msg` borrows a live slice for the call; `out` is released by its Drop.
+        let major = unsafe {
+            sys::gss_wrap(
+                &mut minor,
+                self.0,
+                i32::from(confidential),
+                0,
+                &mut msg,
+                &mut conf_state,
+                &mut out.0,
+            )
+        };
+        if major != 0 {
+            return Err(gss_error(major, minor));
+        }
+        if confidential && conf_state == 0 {
+            return Err(GssError {
+                major: major::FAILURE,
+                minor: 0,
+                message: "gss_wrap did not encrypt although asked to".into(),
+            });
+        }
+        Ok(out.to_vec())
+    }
+
+    /// `gss_unwrap`: the message and whether it was sealed (encrypted).
+    pub fn unwrap(&mut self, token: &[u8]) -> Result<(Vec<u8>, bool), GssError> {
+        let mut tok = sys::gss_buffer_desc {
+            length: token.len(),
+            value: token.as_ptr() as *mut c_void,
+        };
+        let mut conf_state: i32 = 0;
+        let mut out = OwnedBuffer::new();
+        let mut minor = 0;
+        // SAFETY: `tok` borrows a live slice for the call; `out` is released by its Drop.
+        let major = unsafe {
+            sys::gss_unwrap(
+                &mut minor,
+                self.0,
+                &mut tok,
+                &mut out.0,
+                &mut conf_state,
+                ptr::null_mut(),
+            )
+        };
+        // Supplementary bits (duplicate, old, unseq, gap) are errors for a stream.
+        if major != 0 {
+            return Err(gss_error(major, minor));
+        }
+        Ok((out.to_vec(), conf_state != 0))
+    }
+
+    /// `gss_wrap_size_limit`: the largest message whose sealed (`confidential`) or
+    /// signed token fits in `max_token` bytes.
+    pub fn wrap_size_limit(&mut self, confidential: bool, max_token: u32) -> Result<u32, GssError> {
+        let mut max_input: sys::OM_uint32 = 0;
+        let mut minor = 0;
+        // SAFETY: plain values and an out-pointer to a local.
+        let major = unsafe {
+            sys::gss_wrap_size_limit(
+                &mut minor,
+                self.0,
+                i32::from(confidential),
+                0,
+                max_token,
+                &mut max_input,
+            )
+        };
+        if major != 0 {
+            return Err(gss_error(major, minor));
+        }
+        Ok(max_input)
+    }
+
     /// Computes a MIC over `message`.
     pub fn get_mic(&mut self, message: &[u8]) -> Result<Vec<u8>, GssError> {
         let mut msg = sys::gss_buffer_desc {
@@ -780,7 +968,8 @@ impl Drop for SecContext {
     fn drop(&mut self) {
         if !self.0.is_null() {
             let mut minor = 0;
-            // SAFETY: the context came from gss_accept_sec_context; deleted once.
+            // SAFETY: the context came from gss_accept_sec_context or
+            // gss_init_sec_context; deleted once.
             unsafe { sys::gss_delete_sec_context(&mut minor, &mut self.0, ptr::null_mut()) };
         }
     }

@@ -34,6 +34,19 @@ pub enum Mode {
     /// Bytes both ways, and a copy of everything either side sent (to check what
     /// crosses the wire in clear).
     Record(Arc<std::sync::Mutex<Vec<u8>>>),
+    /// Bytes both ways, the server's reshaped on their way to the client.
+    Shaped(Shape),
+}
+
+/// How a [`Mode::Shaped`] relay hands the server's bytes to the client.
+#[derive(Clone, Copy, Debug)]
+pub enum Shape {
+    /// Collects for this long after the first byte, then writes everything at once:
+    /// answers to requests in flight together (several SASL buffers) arrive in one read.
+    Coalesce(Duration),
+    /// Writes in pieces of 3 bytes with a pause in between: reads end inside a SASL
+    /// buffer and inside its 4-byte length.
+    Trickle,
 }
 
 /// A running (or stopped) relay on `127.0.0.1:port`.
@@ -155,6 +168,17 @@ async fn relay_one(client: TcpStream, target: SocketAddr, mode: Mode) {
                 let down = pump(&mut ur, &mut cw, &seen);
                 tokio::try_join!(up, down)?;
             }
+            Mode::Shaped(shape) => {
+                client.set_nodelay(true)?;
+                let (mut cr, mut cw) = client.into_split();
+                let (mut ur, mut uw) = upstream.into_split();
+                let up = async {
+                    tokio::io::copy(&mut cr, &mut uw).await?;
+                    uw.shutdown().await
+                };
+                let down = shaped(&mut ur, &mut cw, shape);
+                tokio::try_join!(up, down)?;
+            }
             Mode::StartTls(config) => {
                 let mut client = client;
                 answer_starttls(&mut client).await?;
@@ -186,6 +210,47 @@ async fn pump(
         }
         seen.lock().unwrap().extend_from_slice(&buf[..n]);
         to.write_all(&buf[..n]).await?;
+    }
+}
+
+/// Copies `from` to `to` until EOF, reshaped as `shape` says.
+async fn shaped(
+    from: &mut tokio::net::tcp::OwnedReadHalf,
+    to: &mut tokio::net::tcp::OwnedWriteHalf,
+    shape: Shape,
+) -> std::io::Result<()> {
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = from.read(&mut buf).await?;
+        if n == 0 {
+            return to.shutdown().await;
+        }
+        match shape {
+            Shape::Coalesce(window) => {
+                let mut held = buf[..n].to_vec();
+                let deadline = tokio::time::Instant::now() + window;
+                let mut eof = false;
+                while let Ok(more) = tokio::time::timeout_at(deadline, from.read(&mut buf)).await {
+                    match more? {
+                        0 => {
+                            eof = true;
+                            break;
+                        }
+                        m => held.extend_from_slice(&buf[..m]),
+                    }
+                }
+                to.write_all(&held).await?;
+                if eof {
+                    return to.shutdown().await;
+                }
+            }
+            Shape::Trickle => {
+                for piece in buf[..n].chunks(3) {
+                    to.write_all(piece).await?;
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+            }
+        }
     }
 }
 
