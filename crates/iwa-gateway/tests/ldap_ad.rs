@@ -288,6 +288,30 @@ fn sorted(mut v: Vec<String>) -> Vec<String> {
     v
 }
 
+/// tokenGroups stand in for a missing PAC only for the directory's own users: the
+/// account `alice` of EXAMPLE.TEST is not the cross-realm `alice@OTHER.TEST`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn token_groups_only_for_the_directorys_own_realm() {
+    let dc = tokio::task::spawn_blocking(|| SambaDc::standard().expect("Samba AD DC"))
+        .await
+        .unwrap();
+    let tmp = TempDir::new();
+    let dir = ldap_directory(&dc, tmp.path(), DirectorySettings::default());
+    let now = Instant::now();
+    let want = sorted(dc.token_groups(AD_ALICE).unwrap());
+    for realm in ["EXAMPLE.TEST", "example.test", "EXAMPLE"] {
+        let got = dir.token_groups_at(AD_ALICE, realm, now).await;
+        assert_eq!(got.map(sorted), Some(want.clone()), "{realm}");
+    }
+    for realm in ["OTHER.TEST", "EXAMPLE.TEST.EVIL", "TEST"] {
+        assert_eq!(
+            dir.token_groups_at(AD_ALICE, realm, now).await,
+            None,
+            "{realm}"
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn resolve_user_finds_impersonation_targets() {
     let dc = tokio::task::spawn_blocking(|| SambaDc::standard().expect("Samba AD DC"))

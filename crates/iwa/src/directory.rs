@@ -214,10 +214,14 @@ pub trait DirectoryBackend: Send + Sync + fmt::Debug {
         sids: &'a [String],
     ) -> BoxFuture<'a, Result<SidNames, DirectoryError>>;
 
-    /// The user's transitive group SIDs; `None` when there is no such user.
+    /// The transitive group SIDs of `user` (a bare account name) of the Kerberos realm
+    /// `realm` (empty when not known); `None` when there is no such user. A backend
+    /// that knows which realm it describes answers `None` for any other one: a
+    /// cross-realm `bob@OTHER.TEST` must never get `EXAMPLE\bob`'s groups.
     fn token_groups<'a>(
         &'a self,
         user: &'a str,
+        realm: &'a str,
     ) -> BoxFuture<'a, Result<Option<Vec<String>>, DirectoryError>>;
 
     /// Finds one user account. `name` is `DOMAIN\\user`, `user@REALM` or `user` (see
@@ -602,7 +606,10 @@ impl Directory {
     /// [`Directory::enrich`] with the clock as a parameter.
     pub async fn enrich_at(&self, identity: &mut Identity, now: Instant) {
         if identity.groups.is_empty() && self.settings.token_groups {
-            if let Some(sids) = self.token_groups_at(&identity.user, now).await {
+            if let Some(sids) = self
+                .token_groups_at(&identity.user, &identity.realm, now)
+                .await
+            {
                 identity.groups = sids
                     .into_iter()
                     .map(|sid| Group {
@@ -615,9 +622,15 @@ impl Directory {
         self.name_groups_at(identity, now).await;
     }
 
-    /// The user's transitive group SIDs (cached), or `None` if unknown or unavailable.
-    pub async fn token_groups_at(&self, user: &str, now: Instant) -> Option<Vec<String>> {
-        let key = user.to_ascii_lowercase();
+    /// The transitive group SIDs (cached) of `user` of the realm `realm` (empty when
+    /// not known), or `None` if unknown, of another realm, or unavailable.
+    pub async fn token_groups_at(
+        &self,
+        user: &str,
+        realm: &str,
+        now: Instant,
+    ) -> Option<Vec<String>> {
+        let key = format!("{user}@{realm}").to_ascii_lowercase();
         let cached = |now: Instant| {
             let groups = self.groups.read().unwrap_or_else(|p| p.into_inner());
             groups
@@ -643,7 +656,7 @@ impl Directory {
             return None;
         }
         let found = self
-            .call_within(now, budget, self.backend.token_groups(user))
+            .call_within(now, budget, self.backend.token_groups(user, realm))
             .await
             .ok()?;
         let ttl = if found.is_some() {
@@ -1632,9 +1645,30 @@ impl LdapBackend {
         }
     }
 
-    async fn groups_of(&self, user: &str) -> Result<Option<Vec<String>>, DirectoryError> {
+    async fn groups_of(
+        &self,
+        user: &str,
+        realm: &str,
+    ) -> Result<Option<Vec<String>>, DirectoryError> {
         let mut ldap = self.connection().await?;
         let result = async {
+            if !realm.is_empty() {
+                // The directory's own realm is its domain's DNS name (an NTLM login's,
+                // without `dns_domain`, its NetBIOS name): only its users.
+                let domain = self.domain_names(&mut ldap).await?;
+                let mine = |d: &Option<String>| {
+                    d.as_deref().is_some_and(|d| d.eq_ignore_ascii_case(realm))
+                };
+                if !mine(&domain.dns) && !mine(&domain.netbios) {
+                    debug!(
+                        user,
+                        realm,
+                        directory = ?domain.dns,
+                        "no tokenGroups for a user of another realm"
+                    );
+                    return Ok(None);
+                }
+            }
             let filter = format!(
                 "(&(objectClass=user)(sAMAccountName={}))",
                 ldap3::ldap_escape(user)
@@ -1873,8 +1907,9 @@ impl DirectoryBackend for LdapBackend {
     fn token_groups<'a>(
         &'a self,
         user: &'a str,
+        realm: &'a str,
     ) -> BoxFuture<'a, Result<Option<Vec<String>>, DirectoryError>> {
-        Box::pin(self.groups_of(user))
+        Box::pin(self.groups_of(user, realm))
     }
 
     fn lookup_user<'a>(
@@ -1911,9 +1946,10 @@ impl DirectoryBackend for LdapBackend {
 /// ```
 ///
 /// Members are matched without regard to case, by `DOMAIN\user` or the bare user name.
-/// A user is anyone listed under `[users]` or as a member that is not a group. Without
-/// `realm`, `user@REALM` names find nobody (the file cannot tell which realm it
-/// describes).
+/// A user is anyone listed under `[users]` or as a member that is not a group. With
+/// `realm`, Kerberos logins of any other realm get no groups from the file; without it,
+/// the file is taken to describe every realm the gateway accepts, and `user@REALM`
+/// names (impersonation targets) find nobody.
 #[derive(Debug, Clone, Default)]
 pub struct StaticBackend {
     path: PathBuf,
@@ -2157,8 +2193,25 @@ impl DirectoryBackend for StaticBackend {
     fn token_groups<'a>(
         &'a self,
         user: &'a str,
+        realm: &'a str,
     ) -> BoxFuture<'a, Result<Option<Vec<String>>, DirectoryError>> {
-        let found = self.memberships.get(&bare(user)).cloned();
+        // The file's realm, or (an NTLM login's) the NetBIOS domain it lists the user in.
+        let key = bare(user);
+        let other_realm = !realm.is_empty()
+            && self
+                .realm
+                .as_deref()
+                .is_some_and(|mine| !mine.eq_ignore_ascii_case(realm))
+            && !self
+                .users
+                .get(&key)
+                .and_then(|u| u.domain.as_deref())
+                .is_some_and(|d| d.eq_ignore_ascii_case(realm));
+        let found = if other_realm {
+            None
+        } else {
+            self.memberships.get(&key).cloned()
+        };
         Box::pin(std::future::ready(Ok(found)))
     }
 
@@ -2231,6 +2284,7 @@ mod tests {
         fn token_groups<'a>(
             &'a self,
             user: &'a str,
+            _realm: &'a str,
         ) -> BoxFuture<'a, Result<Option<Vec<String>>, DirectoryError>> {
             Box::pin(async move {
                 self.calls.fetch_add(1, Ordering::SeqCst);
@@ -2834,6 +2888,41 @@ members = ["EXAMPLE\\Helpdesk Staff", "Dave"]
         ] {
             assert_eq!(dir.resolve_user(nobody).await, Ok(None), "{nobody}");
         }
+    }
+
+    #[tokio::test]
+    async fn static_file_groups_only_for_its_own_realm() {
+        let text = format!(
+            "realm = \"EXAMPLE.TEST\"\n[users]\n\"EXAMPLE\\\\alice\" = \"{a}\"\n\
+             [groups.\"EXAMPLE\\\\Staff\"]\nsid = \"{s}\"\nmembers = [\"EXAMPLE\\\\alice\"]\n",
+            a = sid(1104),
+            s = sid(1106)
+        );
+        let dir = static_dir(&text);
+        let groups_of = |principal: &str| {
+            let mut id =
+                Identity::from_principal(principal, AuthMethod::Kerberos, &BTreeMap::new());
+            let dir = &dir;
+            async move {
+                dir.enrich(&mut id).await;
+                id.groups
+                    .iter()
+                    .filter_map(|g| g.sid.clone())
+                    .collect::<Vec<_>>()
+            }
+        };
+        assert_eq!(groups_of("alice@EXAMPLE.TEST").await, [sid(1106)]);
+        assert_eq!(groups_of("alice@example.test").await, [sid(1106)]);
+        // An NTLM login without dns_domain: the realm is the NetBIOS domain.
+        assert_eq!(groups_of("alice@EXAMPLE").await, [sid(1106)]);
+        // A cross-realm alice is somebody else.
+        assert!(groups_of("alice@OTHER.TEST").await.is_empty());
+        // Without `realm`, the file describes every realm.
+        let open = static_dir(&text.replace("realm = \"EXAMPLE.TEST\"\n", ""));
+        let mut id =
+            Identity::from_principal("alice@OTHER.TEST", AuthMethod::Kerberos, &BTreeMap::new());
+        open.enrich(&mut id).await;
+        assert_eq!(id.groups.len(), 1);
     }
 
     #[tokio::test]
