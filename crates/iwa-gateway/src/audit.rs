@@ -25,6 +25,7 @@ pub fn impersonation_started(
     ticket: &TicketId,
     expires: SystemTime,
 ) {
+    crate::metrics::global().audit(crate::metrics::Audit::ImpersonationStart);
     info!(
         target: "iwa::audit",
         event = "impersonation_start",
@@ -39,6 +40,7 @@ pub fn impersonation_started(
 }
 
 pub fn impersonation_stopped(actor: &Identity, target: &Identity, ticket: &TicketId) {
+    crate::metrics::global().audit(crate::metrics::Audit::ImpersonationStop);
     info!(
         target: "iwa::audit",
         event = "impersonation_stop",
@@ -52,6 +54,7 @@ pub fn impersonation_stopped(actor: &Identity, target: &Identity, ticket: &Ticke
 
 /// A refused attempt to start; `target` is the name as requested.
 pub fn impersonation_refused(actor: &Identity, target: &str, code: &str, reason: &str) {
+    crate::metrics::global().audit(crate::metrics::Audit::ImpersonationRefused);
     warn!(
         target: "iwa::audit",
         event = "impersonation_refused",
@@ -66,6 +69,7 @@ pub fn impersonation_refused(actor: &Identity, target: &str, code: &str, reason:
 /// An impersonation cookie that was not honoured (tampered, expired, another user's,
 /// revoked, no longer permitted).
 pub fn impersonation_ignored(actor: &Identity, why: &iwa::impersonation::Ignored) {
+    crate::metrics::global().audit(crate::metrics::Audit::ImpersonationIgnored);
     warn!(
         target: "iwa::audit",
         event = "impersonation_ignored",
@@ -99,6 +103,7 @@ pub fn impersonation_request(
 
 /// A state change refused by the CSRF checks.
 pub fn csrf_refused(actor: &Identity, reason: &str) {
+    crate::metrics::global().audit(crate::metrics::Audit::CsrfRefused);
     warn!(
         target: "iwa::audit",
         event = "csrf_refused",
@@ -109,6 +114,7 @@ pub fn csrf_refused(actor: &Identity, reason: &str) {
 
 /// A request refused by a route's access rule.
 pub fn access_denied(user: &Identity, path: &str, reason: &str) {
+    crate::metrics::global().audit(crate::metrics::Audit::AccessDenied);
     info!(
         target: "iwa::audit",
         event = "access_denied",

@@ -28,6 +28,17 @@ pub fn check(path: &Path) -> Report {
     let _ = writeln!(text, "config {}: OK", path.display());
     let _ = writeln!(text, "  listen  {}", config.listen);
     let _ = writeln!(text, "  backend {}", config.backend.describe());
+    if let Some(m) = config.metrics_listen {
+        let _ = writeln!(
+            text,
+            "  metrics http://{m}/metrics (plain HTTP, no login{})",
+            if m.ip().is_loopback() {
+                ""
+            } else {
+                ": restrict who reaches it"
+            }
+        );
+    }
     let mut ok = true;
     if let crate::config::BackendTarget::Hosted(app) = &config.backend.target {
         let (h_text, h_ok) = check_hosted(app);

@@ -36,6 +36,8 @@ pub struct Config {
     /// `[tls]`: terminate TLS on the listener.
     pub tls: Option<TlsConfig>,
     pub log: Log,
+    /// `[metrics] listen`: where Prometheus scrapes `GET /metrics` (plain HTTP, no login).
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 /// `[tls]`: the listener speaks HTTPS.
@@ -677,7 +679,9 @@ const TOP_KEYS: &[&str] = &[
     "tls",
     "impersonation",
     "log",
+    "metrics",
 ];
+const METRICS_KEYS: &[&str] = &["listen"];
 const IMPERSONATION_KEYS: &[&str] = &[
     "allow_impersonation",
     "increase_permissions",
@@ -973,6 +977,44 @@ impl Config {
             }
         };
         let shutdown_timeout = w.duration(&table, "", "shutdown_timeout", Duration::from_secs(30));
+
+        let metrics_listen = match w.table(&table, "metrics") {
+            Some(m) => {
+                w.unknown_keys(m, "metrics", METRICS_KEYS);
+                match w.string(m, "metrics", "listen") {
+                    Some(s) => match s.parse::<SocketAddr>() {
+                        Ok(a) if Some(a) == listen => {
+                            w.err(
+                                "metrics.listen",
+                                "the same address as `listen`",
+                                Some("a port of its own, e.g. \"127.0.0.1:9464\"".into()),
+                            );
+                            None
+                        }
+                        Ok(a) => Some(a),
+                        Err(_) => {
+                            w.err(
+                                "metrics.listen",
+                                format!("`{s}` is not an address"),
+                                Some("write IP:port, e.g. \"127.0.0.1:9464\"".into()),
+                            );
+                            None
+                        }
+                    },
+                    None => {
+                        if !m.contains_key("listen") {
+                            w.err(
+                                "metrics.listen",
+                                "missing",
+                                Some("listen = \"127.0.0.1:9464\"".into()),
+                            );
+                        }
+                        None
+                    }
+                }
+            }
+            None => None,
+        };
 
         let empty = Table::new();
         let backend_t = match w.table(&table, "backend") {
@@ -1349,6 +1391,7 @@ impl Config {
                     access,
                     audit_file,
                 },
+                metrics_listen,
             }),
             // Each missing piece pushed an error above.
             _ => Err(vec![ConfigError {

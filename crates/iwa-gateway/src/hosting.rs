@@ -148,6 +148,9 @@ enum AppState {
     Stopped,
 }
 
+/// The names [`AppHandle::state_name`] gives.
+pub const STATE_NAMES: [&str; 5] = ["starting", "ready", "restarting", "gave_up", "stopped"];
+
 /// Why a request cannot go to the hosted app right now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Unavailable {
@@ -201,6 +204,17 @@ impl AppHandle {
 
     fn get(&self) -> AppState {
         self.state.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// The state's name, one of [`STATE_NAMES`] (for metrics).
+    pub fn state_name(&self) -> &'static str {
+        match &*self.state.read().unwrap_or_else(|e| e.into_inner()) {
+            AppState::Starting => "starting",
+            AppState::Ready { .. } => "ready",
+            AppState::Restarting => "restarting",
+            AppState::GaveUp => "gave_up",
+            AppState::Stopped => "stopped",
+        }
     }
 
     /// Points a request (already prepared for the backend, with an absolute URI) at the
@@ -323,7 +337,10 @@ fn supervise(app: &HostedApp, handle: &AppHandle, rx: &mpsc::Receiver<Control>) 
         handle.set(AppState::Starting);
         let why = match run_once(app, handle, rx) {
             Ended::Stopped => break,
-            Ended::Failed(why) => why,
+            Ended::Failed(why) => {
+                crate::metrics::global().app_failed();
+                why
+            }
         };
         match history.record(Instant::now(), &policy) {
             RestartDecision::RestartAfter(delay) => {
@@ -397,6 +414,7 @@ fn run_once(app: &HostedApp, handle: &AppHandle, rx: &mpsc::Receiver<Control>) -
         }
     };
     let pid = child.id();
+    crate::metrics::global().app_started();
     // Never the environment: the token and `backend.env` values may be secrets.
     info!(target: "iwa::hosting", pid, port, "app[{pid}]: started `{}` on 127.0.0.1:{port}", shown_command(program, &args));
     let sink = Sink::open(app.stdout_log.as_deref());

@@ -8,6 +8,7 @@ pub mod check;
 pub mod config;
 pub mod demo;
 pub mod hosting;
+pub mod metrics;
 pub mod proxy;
 pub mod server;
 pub mod tls;

@@ -234,6 +234,22 @@ fn serve(path: &std::path::Path) -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
+        if let Some(addr) = config.metrics_listen {
+            match iwa_gateway::metrics::bind(addr).await {
+                Ok(l) => {
+                    // Ends with the runtime, after the gateway has drained.
+                    tokio::spawn(iwa_gateway::metrics::serve(
+                        l,
+                        gateway.clone(),
+                        std::future::pending(),
+                    ));
+                }
+                Err(e) => {
+                    error!("cannot listen for metrics on {addr}: {e}");
+                    return ExitCode::FAILURE;
+                }
+            }
+        }
         info!(
             listen = %config.listen,
             backend = %config.backend.describe(),

@@ -39,6 +39,8 @@ pub struct Gateway {
     pub tls: Option<crate::tls::ReloadableTls>,
     /// `[backend] command`: the app iwa runs; [`serve`] starts and stops it.
     pub hosting: Option<Arc<crate::hosting::Hosting>>,
+    /// `[ldap]` or `[directory]`: for its cache counters in the metrics.
+    pub directory: Option<Arc<iwa::directory::Directory>>,
 }
 
 /// How long a client may take to complete the TLS handshake.
@@ -166,7 +168,7 @@ impl Gateway {
         upstream.impersonator = impersonator.clone();
         upstream.admin = Some(crate::admin::router(Arc::new(crate::admin::AdminState {
             impersonator,
-            directory,
+            directory: directory.clone(),
             policy,
             rules,
             scheme: if config.tls.is_some() {
@@ -215,6 +217,7 @@ impl Gateway {
             upstream,
             identity_headers,
             hosting,
+            directory,
         })
     }
 }
@@ -280,6 +283,7 @@ pub async fn serve(
         }
     }
     reload_on_sighup(gateway.clone());
+    crate::metrics::global().started(std::time::SystemTime::now());
     // Each connection holds a receiver; on shutdown we flip the flag and wait until
     // every receiver is gone (hyper-util's GracefulShutdown does not take upgradeable
     // connections).
@@ -323,8 +327,10 @@ pub async fn serve(
         let gateway = gateway.clone();
         let builders = builders.clone();
         let mut stop = stop_rx.clone();
+        let open = crate::metrics::global().connection();
         tokio::spawn(
             async move {
+                let _open = open;
                 // This connection's certificate, acceptor and bindings, kept to its end
                 // even when SIGHUP brings a new certificate.
                 let Some(tls) = gateway.tls.as_ref().map(|t| t.current()) else {
@@ -348,10 +354,12 @@ pub async fn serve(
                         Ok(Ok(s)) => s,
                         Ok(Err(e)) => {
                             debug!("TLS handshake failed: {e}");
+                            crate::metrics::global().tls_handshake_failed();
                             return;
                         }
                         Err(_) => {
                             debug!("TLS handshake timed out");
+                            crate::metrics::global().tls_handshake_failed();
                             return;
                         }
                     },
@@ -459,17 +467,13 @@ async fn serve_connection<I>(
         };
         let conn_auth = conn_auth.clone();
         async move {
+            let t0 = Instant::now();
             if let Some(r) = internal(&req) {
+                crate::metrics::global().request(r.status(), t0.elapsed(), None, true);
                 return Ok::<_, Infallible>(r.map(Either::Right));
             }
             headers.strip(req.headers_mut());
-            let started = access_log.then(|| {
-                (
-                    Instant::now(),
-                    req.method().clone(),
-                    req.uri().path().to_owned(),
-                )
-            });
+            let started = access_log.then(|| (req.method().clone(), req.uri().path().to_owned()));
             let auth_mode = route.as_ref().map_or(RouteAuth::Required, |r| r.auth);
             if let Some(route) = route {
                 if !route.rule.is_open() {
@@ -500,7 +504,13 @@ async fn serve_connection<I>(
                     }
                 }
             };
-            if let Some((t0, method, path)) = started {
+            crate::metrics::global().request(
+                resp.status(),
+                t0.elapsed(),
+                resp.extensions().get::<iwa::AuthEvent>(),
+                auth_mode == RouteAuth::Anonymous,
+            );
+            if let Some((method, path)) = started {
                 let user = resp
                     .extensions()
                     .get::<AuthenticatedUser>()

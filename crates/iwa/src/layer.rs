@@ -49,6 +49,27 @@ pub use crate::conn::ConnectionAuth;
 #[derive(Debug, Clone)]
 pub struct AuthenticatedUser(pub String);
 
+/// What the layer did with a request's credentials, in the extensions of every response
+/// it makes or passes on (for metrics). Never sent to the client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthEvent {
+    /// A handshake completed: a new login.
+    Login(AuthMethod),
+    /// The session cookie of an earlier login stood in for a handshake.
+    Session(AuthMethod),
+    /// An earlier login on the same connection stood in (NTLM; Kerberos with
+    /// `connection_bound`).
+    Connection(AuthMethod),
+    /// The fake development identity.
+    Fake,
+    /// A handshake leg: 401 with the server's next token.
+    Continue,
+    /// No credentials: a 401 challenge, or an anonymous pass on an optional route.
+    NoCredentials,
+    /// Credentials refused, with the error page's code ([`AuthError::code`]).
+    Failed(&'static str),
+}
+
 /// The response body: the inner service's, or one of ours.
 pub type IwaBody<B> = Either<B, Full<Bytes>>;
 
@@ -172,7 +193,7 @@ where
         let fake = self.fake.clone();
         Box::pin(async move {
             headers.strip(req.headers_mut());
-            let mut fresh = true;
+            let mut event = None;
             let mut set_cookie: Option<HeaderValue> = None;
             // A session cookie stands in for a handshake when no new credentials come.
             let from_session = match &session {
@@ -196,13 +217,13 @@ where
                 s.strip(req.headers_mut());
             }
             let outcome = if let Some(identity) = fake.as_deref().cloned() {
-                fresh = false;
+                event = Some(AuthEvent::Fake);
                 Outcome::Authenticated(Authenticated {
                     identity,
                     response_header: None,
                 })
             } else if let Some(identity) = from_session {
-                fresh = false;
+                event = Some(AuthEvent::Session(identity.method));
                 Outcome::Authenticated(Authenticated {
                     identity,
                     response_header: None,
@@ -217,7 +238,7 @@ where
                             Some(identity)
                                 if connection_bound || identity.method == AuthMethod::Ntlm =>
                             {
-                                fresh = false;
+                                event = Some(AuthEvent::Connection(identity.method));
                                 Outcome::Authenticated(Authenticated {
                                     identity,
                                     response_header: None,
@@ -246,7 +267,8 @@ where
             let accept = req.headers().get(ACCEPT).cloned();
             match outcome {
                 Outcome::Authenticated(done) => {
-                    if fresh {
+                    let event = event.unwrap_or(AuthEvent::Login(done.identity.method));
+                    if let AuthEvent::Login(_) = event {
                         info!(target: "iwa::audit", event = "auth_ok", user = %done.identity.principal, method = %done.identity.method);
                         if let Some(s) = &session {
                             set_cookie = s.issue(&done.identity, SystemTime::now());
@@ -256,6 +278,7 @@ where
                     req.extensions_mut().insert(done.identity);
                     let mut resp = inner.call(req).await?.map(Either::Left);
                     resp.extensions_mut().insert(user);
+                    resp.extensions_mut().insert(event);
                     if let Some(v) = done.response_header {
                         resp.headers_mut().append(WWW_AUTHENTICATE, v);
                     }
@@ -271,6 +294,7 @@ where
                         accept.as_ref(),
                     );
                     resp.headers_mut().insert(WWW_AUTHENTICATE, challenge);
+                    resp.extensions_mut().insert(AuthEvent::Continue);
                     Ok(resp.map(Either::Right))
                 }
                 Outcome::NoCredentials if policy == Policy::Optional => {
@@ -279,28 +303,27 @@ where
                     let resp = inner.call(req).await?;
                     // IIS's anonymous + Windows auth: the app decides when a login is
                     // needed by answering 401; that answer becomes our challenge.
-                    if resp.status() == http::StatusCode::UNAUTHORIZED {
-                        return Ok(unauthenticated_response(
-                            None,
-                            auth.challenge(),
-                            accept.as_ref(),
-                        )
-                        .map(Either::Right));
-                    }
-                    Ok(resp.map(Either::Left))
+                    let mut resp = if resp.status() == http::StatusCode::UNAUTHORIZED {
+                        unauthenticated_response(None, auth.challenge(), accept.as_ref())
+                            .map(Either::Right)
+                    } else {
+                        resp.map(Either::Left)
+                    };
+                    resp.extensions_mut().insert(AuthEvent::NoCredentials);
+                    Ok(resp)
                 }
                 Outcome::NoCredentials => {
-                    Ok(
-                        unauthenticated_response(None, auth.challenge(), accept.as_ref())
-                            .map(Either::Right),
-                    )
+                    let mut resp =
+                        unauthenticated_response(None, auth.challenge(), accept.as_ref());
+                    resp.extensions_mut().insert(AuthEvent::NoCredentials);
+                    Ok(resp.map(Either::Right))
                 }
                 Outcome::Failed(err) => {
                     log_failure(&err);
-                    Ok(
-                        unauthenticated_response(Some(&err), auth.challenge(), accept.as_ref())
-                            .map(Either::Right),
-                    )
+                    let mut resp =
+                        unauthenticated_response(Some(&err), auth.challenge(), accept.as_ref());
+                    resp.extensions_mut().insert(AuthEvent::Failed(err.code()));
+                    Ok(resp.map(Either::Right))
                 }
             }
         })

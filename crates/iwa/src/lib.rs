@@ -45,4 +45,4 @@ pub use auth::{Authenticated, Authenticator, KerberosAcceptor, KerberosSettings,
 pub use error::{AuthError, Challenge, KerberosFailure};
 pub use headers::IdentityHeaders;
 pub use identity::{AuthMethod, Group, Identity};
-pub use layer::{ConnectionAuth, IwaLayer, IwaService, Policy};
+pub use layer::{AuthEvent, ConnectionAuth, IwaLayer, IwaService, Policy};
