@@ -435,6 +435,28 @@ mod assertion_tests {
     }
 
     #[test]
+    fn metrics_listen_is_an_address_of_its_own() {
+        let d = dir();
+        let key = "private_key_file = \"a.key\"\n";
+        let parse = |t: &str| Config::parse(&format!("{HEAD}{key}{t}"), d.path());
+        let ok = parse("[metrics]\nlisten = \"127.0.0.1:9464\"\n").unwrap();
+        assert_eq!(ok.metrics_listen, Some("127.0.0.1:9464".parse().unwrap()));
+        assert_eq!(parse("").unwrap().metrics_listen, None);
+        for bad in [
+            "listen = \"127.0.0.1:8080\"\n",
+            "listen = \"localhost:9464\"\n",
+            "",
+            "listen = \"127.0.0.1:9464\"\npath = \"/m\"\n",
+        ] {
+            let keys = errors(&format!("{key}[metrics]\n{bad}"), &d);
+            assert!(
+                keys.iter().any(|k| k.starts_with("metrics.")),
+                "{bad:?}: {keys:?}"
+            );
+        }
+    }
+
+    #[test]
     fn algorithm_follows_the_key_file() {
         let d = dir();
         let parse = |t: &str| Config::parse(&format!("{HEAD}{t}"), d.path()).unwrap();
@@ -790,6 +812,44 @@ struct Walker {
 }
 
 impl Walker {
+    /// A required `IP:port` (`example` shows one); missing or not an address is an error.
+    fn address(
+        &mut self,
+        t: &Table,
+        section: &str,
+        key: &str,
+        example: &str,
+    ) -> Option<SocketAddr> {
+        let name = if section.is_empty() {
+            key.to_owned()
+        } else {
+            format!("{section}.{key}")
+        };
+        match self.string(t, section, key) {
+            Some(s) => match s.parse::<SocketAddr>() {
+                Ok(a) => Some(a),
+                Err(_) => {
+                    self.err(
+                        &name,
+                        format!("`{s}` is not an address"),
+                        Some(format!("write IP:port, e.g. \"{example}\" or \"[::]:443\"")),
+                    );
+                    None
+                }
+            },
+            None => {
+                if !t.contains_key(key) {
+                    self.err(
+                        &name,
+                        "missing",
+                        Some(format!("e.g. {key} = \"{example}\"")),
+                    );
+                }
+                None
+            }
+        }
+    }
+
     fn err(&mut self, key: &str, message: impl Into<String>, hint: Option<String>) {
         self.errors.push(ConfigError {
             key: key.to_owned(),
@@ -953,68 +1013,22 @@ impl Config {
         let mut w = Walker { errors: Vec::new() };
         w.unknown_keys(&table, "", TOP_KEYS);
 
-        let listen = match w.string(&table, "", "listen") {
-            Some(s) => match s.parse::<SocketAddr>() {
-                Ok(a) => Some(a),
-                Err(_) => {
-                    w.err(
-                        "listen",
-                        format!("`{s}` is not an address"),
-                        Some("write IP:port, e.g. \"127.0.0.1:8080\" or \"[::]:443\"".into()),
-                    );
-                    None
-                }
-            },
-            None => {
-                if !table.contains_key("listen") {
-                    w.err(
-                        "listen",
-                        "missing",
-                        Some("e.g. listen = \"127.0.0.1:8080\"".into()),
-                    );
-                }
-                None
-            }
-        };
+        let listen = w.address(&table, "", "listen", "127.0.0.1:8080");
         let shutdown_timeout = w.duration(&table, "", "shutdown_timeout", Duration::from_secs(30));
 
-        let metrics_listen = match w.table(&table, "metrics") {
-            Some(m) => {
-                w.unknown_keys(m, "metrics", METRICS_KEYS);
-                match w.string(m, "metrics", "listen") {
-                    Some(s) => match s.parse::<SocketAddr>() {
-                        Ok(a) if Some(a) == listen => {
-                            w.err(
-                                "metrics.listen",
-                                "the same address as `listen`",
-                                Some("a port of its own, e.g. \"127.0.0.1:9464\"".into()),
-                            );
-                            None
-                        }
-                        Ok(a) => Some(a),
-                        Err(_) => {
-                            w.err(
-                                "metrics.listen",
-                                format!("`{s}` is not an address"),
-                                Some("write IP:port, e.g. \"127.0.0.1:9464\"".into()),
-                            );
-                            None
-                        }
-                    },
-                    None => {
-                        if !m.contains_key("listen") {
-                            w.err(
-                                "metrics.listen",
-                                "missing",
-                                Some("listen = \"127.0.0.1:9464\"".into()),
-                            );
-                        }
-                        None
-                    }
-                }
+        let metrics_listen = w.table(&table, "metrics").and_then(|m| {
+            w.unknown_keys(m, "metrics", METRICS_KEYS);
+            let addr = w.address(m, "metrics", "listen", "127.0.0.1:9464")?;
+            if Some(addr) == listen {
+                w.err(
+                    "metrics.listen",
+                    "the same address as `listen`",
+                    Some("a port of its own, e.g. \"127.0.0.1:9464\"".into()),
+                );
+                return None;
             }
-            None => None,
-        };
+            Some(addr)
+        });
 
         let empty = Table::new();
         let backend_t = match w.table(&table, "backend") {

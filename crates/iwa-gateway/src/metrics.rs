@@ -89,21 +89,7 @@ pub struct Metrics {
     app_failures: AtomicU64,
 }
 
-static METRICS: Metrics = Metrics {
-    started_unix: AtomicU64::new(0),
-    status: [const { AtomicU64::new(0) }; STATUS_COUNT],
-    other_status: AtomicU64::new(0),
-    duration: [const { AtomicU64::new(0) }; BUCKETS.len() + 1],
-    duration_micros: AtomicU64::new(0),
-    auth: [const { AtomicU64::new(0) }; AUTH_EVENTS.len()],
-    failures: Mutex::new(Vec::new()),
-    connections: AtomicU64::new(0),
-    connections_open: AtomicI64::new(0),
-    tls_handshake_failures: AtomicU64::new(0),
-    audits: [const { AtomicU64::new(0) }; AUDITS.len()],
-    app_starts: AtomicU64::new(0),
-    app_failures: AtomicU64::new(0),
-};
+static METRICS: Metrics = Metrics::new();
 
 /// This process's metrics.
 pub fn global() -> &'static Metrics {
@@ -147,6 +133,25 @@ fn auth_index(event: Option<&AuthEvent>, anonymous_route: bool) -> usize {
 }
 
 impl Metrics {
+    /// All zero.
+    const fn new() -> Metrics {
+        Metrics {
+            started_unix: AtomicU64::new(0),
+            status: [const { AtomicU64::new(0) }; STATUS_COUNT],
+            other_status: AtomicU64::new(0),
+            duration: [const { AtomicU64::new(0) }; BUCKETS.len() + 1],
+            duration_micros: AtomicU64::new(0),
+            auth: [const { AtomicU64::new(0) }; AUTH_EVENTS.len()],
+            failures: Mutex::new(Vec::new()),
+            connections: AtomicU64::new(0),
+            connections_open: AtomicI64::new(0),
+            tls_handshake_failures: AtomicU64::new(0),
+            audits: [const { AtomicU64::new(0) }; AUDITS.len()],
+            app_starts: AtomicU64::new(0),
+            app_failures: AtomicU64::new(0),
+        }
+    }
+
     /// Marks the start of serving (for `iwa_start_time_seconds`).
     pub fn started(&self, now: SystemTime) {
         let secs = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
@@ -518,21 +523,7 @@ mod tests {
     use super::*;
 
     fn fresh() -> Metrics {
-        Metrics {
-            started_unix: AtomicU64::new(0),
-            status: [const { AtomicU64::new(0) }; STATUS_COUNT],
-            other_status: AtomicU64::new(0),
-            duration: [const { AtomicU64::new(0) }; BUCKETS.len() + 1],
-            duration_micros: AtomicU64::new(0),
-            auth: [const { AtomicU64::new(0) }; AUTH_EVENTS.len()],
-            failures: Mutex::new(Vec::new()),
-            connections: AtomicU64::new(0),
-            connections_open: AtomicI64::new(0),
-            tls_handshake_failures: AtomicU64::new(0),
-            audits: [const { AtomicU64::new(0) }; AUDITS.len()],
-            app_starts: AtomicU64::new(0),
-            app_failures: AtomicU64::new(0),
-        }
+        Metrics::new()
     }
 
     fn line<'a>(text: &'a str, prefix: &str) -> Option<&'a str> {

@@ -1481,16 +1481,7 @@ impl LdapBackend {
         if let Some(tls) = &self.tls {
             conn_settings = conn_settings.set_config(tls.clone());
         }
-        let (conn, mut ldap) =
-            ldap3::LdapConnAsync::with_settings(conn_settings, &self.settings.url)
-                .await
-                .map_err(ldap_err)?;
-        let url = self.settings.url.clone();
-        tokio::spawn(async move {
-            if let Err(e) = conn.drive().await {
-                debug!(%url, "LDAP connection closed: {e}");
-            }
-        });
+        let mut ldap = self.open(conn_settings, &self.settings.url).await?;
         if let Some(g) = &self.settings.gssapi {
             let cred = self.gssapi_credential(g).await?;
             // `ldap/<host>@REALM`: ldap3 prefixes `ldap/`; naming the realm keeps the
@@ -1561,7 +1552,16 @@ impl LdapBackend {
         .await?;
         let settings =
             ldap3::LdapConnSettings::new().set_std_stream(ldap3::StdStream::Unix(stream));
-        let (conn, ldap) = ldap3::LdapConnAsync::with_settings(settings, "ldapi://iwa-sasl-layer")
+        self.open(settings, "ldapi://iwa-sasl-layer").await
+    }
+
+    /// Opens an ldap3 connection to `url` and drives it on its own task.
+    async fn open(
+        &self,
+        settings: ldap3::LdapConnSettings,
+        url: &str,
+    ) -> Result<ldap3::Ldap, DirectoryError> {
+        let (conn, ldap) = ldap3::LdapConnAsync::with_settings(settings, url)
             .await
             .map_err(ldap_err)?;
         let url = self.settings.url.clone();
