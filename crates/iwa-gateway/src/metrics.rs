@@ -223,35 +223,23 @@ impl Metrics {
     /// hosted app state.
     pub fn render(&self, gateway: Option<&Gateway>) -> String {
         let mut out = String::with_capacity(4096);
-        let head = |out: &mut String, name: &str, kind: &str, help: &str| {
-            let _ = writeln!(out, "# HELP {name} {help}");
-            let _ = writeln!(out, "# TYPE {name} {kind}");
-        };
-        head(
-            &mut out,
-            "iwa_build_info",
-            "gauge",
-            "The running iwa's version.",
-        );
+        let o = &mut out;
+        head(o, "iwa_build_info", "gauge", "The running iwa's version.");
         let _ = writeln!(
-            out,
+            o,
             "iwa_build_info{{version=\"{}\"}} 1",
             env!("CARGO_PKG_VERSION")
         );
-        head(
-            &mut out,
+        single(
+            o,
             "iwa_start_time_seconds",
             "gauge",
             "When this gateway started serving, in seconds since the Unix epoch.",
-        );
-        let _ = writeln!(
-            out,
-            "iwa_start_time_seconds {}",
-            self.started_unix.load(Relaxed)
+            self.started_unix.load(Relaxed),
         );
 
         head(
-            &mut out,
+            o,
             "iwa_http_requests_total",
             "counter",
             "Requests answered, by status code (the gateway's own answers and the backend's).",
@@ -259,15 +247,12 @@ impl Metrics {
         for (i, c) in self.status.iter().enumerate() {
             let n = c.load(Relaxed);
             if n > 0 {
-                let _ = writeln!(
-                    out,
-                    "iwa_http_requests_total{{code=\"{}\"}} {n}",
-                    usize::from(STATUS_MIN) + i
-                );
+                let code = usize::from(STATUS_MIN) + i;
+                let _ = writeln!(o, "iwa_http_requests_total{{code=\"{code}\"}} {n}");
             }
         }
         head(
-            &mut out,
+            o,
             "iwa_http_request_duration_seconds",
             "histogram",
             "Time from a request's head to its response's head, authentication and the backend included.",
@@ -279,170 +264,146 @@ impl Metrics {
                 .get(i)
                 .map_or_else(|| "+Inf".to_owned(), |b| b.to_string());
             let _ = writeln!(
-                out,
+                o,
                 "iwa_http_request_duration_seconds_bucket{{le=\"{le}\"}} {cumulative}"
             );
         }
-        let _ = writeln!(
-            out,
-            "iwa_http_request_duration_seconds_sum {}",
-            self.duration_micros.load(Relaxed) as f64 / 1e6
-        );
-        let _ = writeln!(out, "iwa_http_request_duration_seconds_count {cumulative}");
+        let sum = self.duration_micros.load(Relaxed) as f64 / 1e6;
+        let _ = writeln!(o, "iwa_http_request_duration_seconds_sum {sum}");
+        let _ = writeln!(o, "iwa_http_request_duration_seconds_count {cumulative}");
 
         head(
-            &mut out,
+            o,
             "iwa_auth_total",
             "counter",
             "Requests by how they were authenticated: a new login, a session cookie, the connection's earlier login, a handshake leg, none, refused.",
         );
         for ((event, method), c) in AUTH_EVENTS.iter().zip(&self.auth) {
             let n = c.load(Relaxed);
-            match method {
-                Some(m) => {
-                    let _ = writeln!(
-                        out,
-                        "iwa_auth_total{{event=\"{event}\",method=\"{}\"}} {n}",
-                        m.as_str()
-                    );
-                }
-                None => {
-                    let _ = writeln!(out, "iwa_auth_total{{event=\"{event}\"}} {n}");
-                }
-            }
+            let _ = match method {
+                Some(m) => writeln!(
+                    o,
+                    "iwa_auth_total{{event=\"{event}\",method=\"{}\"}} {n}",
+                    m.as_str()
+                ),
+                None => writeln!(o, "iwa_auth_total{{event=\"{event}\"}} {n}"),
+            };
         }
         head(
-            &mut out,
+            o,
             "iwa_auth_failures_total",
             "counter",
             "Refused credentials, by the error page's code.",
         );
+        for (code, n) in self
+            .failures
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
         {
-            let f = self.failures.lock().unwrap_or_else(|p| p.into_inner());
-            for (code, n) in f.iter() {
-                let _ = writeln!(out, "iwa_auth_failures_total{{reason=\"{code}\"}} {n}");
-            }
+            let _ = writeln!(o, "iwa_auth_failures_total{{reason=\"{code}\"}} {n}");
         }
 
-        head(
-            &mut out,
+        single(
+            o,
             "iwa_connections_total",
             "counter",
             "Client connections accepted.",
+            self.connections.load(Relaxed),
         );
-        let _ = writeln!(
-            out,
-            "iwa_connections_total {}",
-            self.connections.load(Relaxed)
-        );
-        head(
-            &mut out,
+        single(
+            o,
             "iwa_connections_open",
             "gauge",
             "Client connections open now.",
+            self.connections_open.load(Relaxed).max(0),
         );
-        let _ = writeln!(
-            out,
-            "iwa_connections_open {}",
-            self.connections_open.load(Relaxed).max(0)
-        );
-        head(
-            &mut out,
+        single(
+            o,
             "iwa_tls_handshake_failures_total",
             "counter",
             "TLS handshakes that failed or timed out.",
+            self.tls_handshake_failures.load(Relaxed),
         );
-        let _ = writeln!(
-            out,
-            "iwa_tls_handshake_failures_total {}",
-            self.tls_handshake_failures.load(Relaxed)
-        );
-
         head(
-            &mut out,
+            o,
             "iwa_audit_events_total",
             "counter",
             "Audited decisions, by event (as in the audit log).",
         );
         for ((_, name), c) in AUDITS.iter().zip(&self.audits) {
-            let _ = writeln!(
-                out,
-                "iwa_audit_events_total{{event=\"{name}\"}} {}",
-                c.load(Relaxed)
-            );
+            let n = c.load(Relaxed);
+            let _ = writeln!(o, "iwa_audit_events_total{{event=\"{name}\"}} {n}");
         }
 
         if let Some(dir) = gateway.and_then(|g| g.directory.as_ref()) {
             let s = dir.stats();
             head(
-                &mut out,
+                o,
                 "iwa_directory_cache_total",
                 "counter",
                 "Directory lookups (group names, tokenGroups, users) by cache result; `shared` misses waited for an identical lookup in flight.",
             );
             for (result, n) in [("hit", s.hits), ("miss", s.misses), ("shared", s.shared)] {
-                let _ = writeln!(out, "iwa_directory_cache_total{{result=\"{result}\"}} {n}");
+                let _ = writeln!(o, "iwa_directory_cache_total{{result=\"{result}\"}} {n}");
             }
-            head(
-                &mut out,
+            single(
+                o,
                 "iwa_directory_backend_calls_total",
                 "counter",
                 "Batches sent to LDAP or the directory file.",
+                s.backend_calls,
             );
-            let _ = writeln!(out, "iwa_directory_backend_calls_total {}", s.backend_calls);
-            head(
-                &mut out,
+            single(
+                o,
                 "iwa_directory_backend_failures_total",
                 "counter",
                 "Batches that failed or timed out (identities then go on with SIDs only).",
-            );
-            let _ = writeln!(
-                out,
-                "iwa_directory_backend_failures_total {}",
-                s.backend_failures
+                s.backend_failures,
             );
         }
 
         if let Some(hosting) = gateway.and_then(|g| g.hosting.as_ref()) {
-            head(
-                &mut out,
+            single(
+                o,
                 "iwa_app_starts_total",
                 "counter",
                 "Times the hosted app was started.",
+                self.app_starts.load(Relaxed),
             );
-            let _ = writeln!(
-                out,
-                "iwa_app_starts_total {}",
-                self.app_starts.load(Relaxed)
-            );
-            head(
-                &mut out,
+            single(
+                o,
                 "iwa_app_failures_total",
                 "counter",
                 "Times the hosted app exited unasked, failed to start, or did not listen in time.",
-            );
-            let _ = writeln!(
-                out,
-                "iwa_app_failures_total {}",
-                self.app_failures.load(Relaxed)
+                self.app_failures.load(Relaxed),
             );
             head(
-                &mut out,
+                o,
                 "iwa_app_state",
                 "gauge",
                 "The hosted app's state: 1 for the current one.",
             );
             let now = hosting.handle().state_name();
             for state in crate::hosting::STATE_NAMES {
-                let _ = writeln!(
-                    out,
-                    "iwa_app_state{{state=\"{state}\"}} {}",
-                    u8::from(state == now)
-                );
+                let up = u8::from(state == now);
+                let _ = writeln!(o, "iwa_app_state{{state=\"{state}\"}} {up}");
             }
         }
         out
     }
+}
+
+/// The `# HELP` and `# TYPE` lines of a metric.
+fn head(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} {kind}");
+}
+
+/// A metric without labels: its head and its one sample.
+fn single(out: &mut String, name: &str, kind: &str, help: &str, value: impl std::fmt::Display) {
+    head(out, name, kind, help);
+    let _ = writeln!(out, "{name} {value}");
 }
 
 /// Serves `GET /metrics` on `listener` until `shutdown` resolves.
