@@ -174,7 +174,13 @@ fn token_groups_stand_in_for_a_missing_pac() {
     let (code, body) = curl_negotiate_ad(&dc, AD_ALICE, AD_ALICE_PASSWORD, &gw.url("/"));
     assert_eq!(code, 200, "{}", gw.log());
     let seen = EchoRequest::from_json(&body).unwrap();
-    assert_eq!(seen.header("x-remote-user-sid"), None, "no PAC read");
+    // No PAC read: the user's SID comes from the directory, with the groups.
+    assert_eq!(
+        seen.header("x-remote-user-sid"),
+        Some(dc.user_sid(AD_ALICE).unwrap().as_str()),
+        "{}",
+        gw.log()
+    );
     let sids = list(&seen, "x-remote-group-sids");
     let mut want = dc.token_groups(AD_ALICE).unwrap();
     want.sort();
@@ -299,9 +305,11 @@ async fn token_groups_only_for_the_directorys_own_realm() {
     let dir = ldap_directory(&dc, tmp.path(), DirectorySettings::default());
     let now = Instant::now();
     let want = sorted(dc.token_groups(AD_ALICE).unwrap());
+    let alice_sid = dc.user_sid(AD_ALICE).unwrap();
     for realm in ["EXAMPLE.TEST", "example.test", "EXAMPLE"] {
-        let got = dir.token_groups_at(AD_ALICE, realm, now).await;
-        assert_eq!(got.map(sorted), Some(want.clone()), "{realm}");
+        let got = dir.token_groups_at(AD_ALICE, realm, now).await.unwrap();
+        assert_eq!(sorted(got.groups), want, "{realm}");
+        assert_eq!(got.sid.as_deref(), Some(alice_sid.as_str()), "{realm}");
     }
     for realm in ["OTHER.TEST", "EXAMPLE.TEST.EVIL", "TEST"] {
         assert_eq!(

@@ -67,6 +67,8 @@ fn static_directory_gives_groups_to_a_realm_without_pac() {
         seen.header("x-remote-user-principal"),
         Some("alice@IWA.TEST")
     );
+    // No PAC: the user's SID comes from the file, with the groups.
+    assert_eq!(seen.header("x-remote-user-sid"), Some(sid(1104).as_str()));
     let mut sids = list(&seen, "x-remote-group-sids");
     sids.sort();
     assert_eq!(sids, [sid(2001), sid(2002)], "{}", gw.log());

@@ -214,15 +214,15 @@ pub trait DirectoryBackend: Send + Sync + fmt::Debug {
         sids: &'a [String],
     ) -> BoxFuture<'a, Result<SidNames, DirectoryError>>;
 
-    /// The transitive group SIDs of `user` (a bare account name) of the Kerberos realm
-    /// `realm` (empty when not known); `None` when there is no such user. A backend
-    /// that knows which realm it describes answers `None` for any other one: a
-    /// cross-realm `bob@OTHER.TEST` must never get `EXAMPLE\bob`'s groups.
+    /// The SID and transitive group SIDs of `user` (a bare account name) of the
+    /// Kerberos realm `realm` (empty when not known); `None` when there is no such
+    /// user. A backend that knows which realm it describes answers `None` for any other
+    /// one: a cross-realm `bob@OTHER.TEST` must never get `EXAMPLE\bob`'s groups.
     fn token_groups<'a>(
         &'a self,
         user: &'a str,
         realm: &'a str,
-    ) -> BoxFuture<'a, Result<Option<Vec<String>>, DirectoryError>>;
+    ) -> BoxFuture<'a, Result<Option<UserGroups>, DirectoryError>>;
 
     /// Finds one user account. `name` is `DOMAIN\\user`, `user@REALM` or `user` (see
     /// [`UserName`]); `None` when there is no such user, or the domain or realm named
@@ -234,6 +234,15 @@ pub trait DirectoryBackend: Send + Sync + fmt::Debug {
 
     /// For log lines: `ldap://127.0.0.2`, `file /etc/iwa/directory.toml`.
     fn describe(&self) -> String;
+}
+
+/// What the directory says of a user who logged in without a PAC.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UserGroups {
+    /// The account's SID, when the directory has one.
+    pub sid: Option<String>,
+    /// Transitive group SIDs (`tokenGroups`; the primary group included).
+    pub groups: Vec<String>,
 }
 
 /// Cache and timing settings.
@@ -374,7 +383,7 @@ pub struct Directory {
     backend: Arc<dyn DirectoryBackend>,
     settings: DirectorySettings,
     names: RwLock<HashMap<String, Cached<Option<AccountName>>>>,
-    groups: RwLock<HashMap<String, Cached<Option<Vec<String>>>>>,
+    groups: RwLock<HashMap<String, Cached<Option<UserGroups>>>>,
     /// Normalized user name (lower case) → the account.
     users: RwLock<HashMap<String, Cached<Option<DirectoryUser>>>>,
     /// Lookups under way (single flight): key → a receiver that wakes when it is done.
@@ -596,8 +605,9 @@ impl Directory {
         }
     }
 
-    /// Fills in what the directory knows: groups from `tokenGroups` when the identity
-    /// has none, then the names of its groups. Never fails: whatever cannot be resolved
+    /// Fills in what the directory knows: groups from `tokenGroups` (and the user's SID,
+    /// when the login gave none) when the identity has no groups, then the names of
+    /// its groups. Never fails: whatever cannot be resolved
     /// in time stays as it was (SIDs only).
     pub async fn enrich(&self, identity: &mut Identity) {
         self.enrich_at(identity, Instant::now()).await;
@@ -606,11 +616,15 @@ impl Directory {
     /// [`Directory::enrich`] with the clock as a parameter.
     pub async fn enrich_at(&self, identity: &mut Identity, now: Instant) {
         if identity.groups.is_empty() && self.settings.token_groups {
-            if let Some(sids) = self
+            if let Some(found) = self
                 .token_groups_at(&identity.user, &identity.realm, now)
                 .await
             {
-                identity.groups = sids
+                if identity.sid.is_none() {
+                    identity.sid = found.sid;
+                }
+                identity.groups = found
+                    .groups
                     .into_iter()
                     .map(|sid| Group {
                         sid: Some(sid),
@@ -622,14 +636,14 @@ impl Directory {
         self.name_groups_at(identity, now).await;
     }
 
-    /// The transitive group SIDs (cached) of `user` of the realm `realm` (empty when
-    /// not known), or `None` if unknown, of another realm, or unavailable.
+    /// The SID and transitive group SIDs (cached) of `user` of the realm `realm`
+    /// (empty when not known), or `None` if unknown, of another realm, or unavailable.
     pub async fn token_groups_at(
         &self,
         user: &str,
         realm: &str,
         now: Instant,
-    ) -> Option<Vec<String>> {
+    ) -> Option<UserGroups> {
         let key = format!("{user}@{realm}").to_ascii_lowercase();
         let cached = |now: Instant| {
             let groups = self.groups.read().unwrap_or_else(|p| p.into_inner());
@@ -1649,7 +1663,7 @@ impl LdapBackend {
         &self,
         user: &str,
         realm: &str,
-    ) -> Result<Option<Vec<String>>, DirectoryError> {
+    ) -> Result<Option<UserGroups>, DirectoryError> {
         let mut ldap = self.connection().await?;
         let result = async {
             if !realm.is_empty() {
@@ -1678,7 +1692,7 @@ impl LdapBackend {
                     &self.settings.base_dn,
                     ldap3::Scope::Subtree,
                     &filter,
-                    vec!["1.1"],
+                    vec!["objectSid"],
                 )
                 .await
                 .map_err(ldap_err)?;
@@ -1686,21 +1700,24 @@ impl LdapBackend {
                 return Err(ldap_err(ldap3::LdapError::LdapResult { result: res }));
             }
             // Continuation references (to the DNS zones etc.) are skipped, not chased.
-            let Some(dn) = entries
+            let Some(found) = entries
                 .into_iter()
                 .find(|e| !e.is_ref())
-                .map(|e| ldap3::SearchEntry::construct(e).dn)
+                .map(ldap3::SearchEntry::construct)
             else {
                 return Ok(None);
             };
+            let dn = found.dn.clone();
+            let sid = decode_sids(&binary_values(&found, "objectSid"), &dn, "objectSid")
+                .into_iter()
+                .next();
             let Some(entry) = Self::read_object(&mut ldap, &dn, &["tokenGroups"]).await? else {
                 return Ok(None);
             };
-            Ok(Some(decode_sids(
-                &binary_values(&entry, "tokenGroups"),
-                &dn,
-                "tokenGroups",
-            )))
+            Ok(Some(UserGroups {
+                sid,
+                groups: decode_sids(&binary_values(&entry, "tokenGroups"), &dn, "tokenGroups"),
+            }))
         }
         .await;
         if result.is_err() {
@@ -1908,7 +1925,7 @@ impl DirectoryBackend for LdapBackend {
         &'a self,
         user: &'a str,
         realm: &'a str,
-    ) -> BoxFuture<'a, Result<Option<Vec<String>>, DirectoryError>> {
+    ) -> BoxFuture<'a, Result<Option<UserGroups>, DirectoryError>> {
         Box::pin(self.groups_of(user, realm))
     }
 
@@ -2194,7 +2211,7 @@ impl DirectoryBackend for StaticBackend {
         &'a self,
         user: &'a str,
         realm: &'a str,
-    ) -> BoxFuture<'a, Result<Option<Vec<String>>, DirectoryError>> {
+    ) -> BoxFuture<'a, Result<Option<UserGroups>, DirectoryError>> {
         // The file's realm, or (an NTLM login's) the NetBIOS domain it lists the user in.
         let key = bare(user);
         let other_realm = !realm.is_empty()
@@ -2210,7 +2227,10 @@ impl DirectoryBackend for StaticBackend {
         let found = if other_realm {
             None
         } else {
-            self.memberships.get(&key).cloned()
+            self.memberships.get(&key).map(|groups| UserGroups {
+                sid: self.users.get(&key).and_then(|u| u.sid.clone()),
+                groups: groups.clone(),
+            })
         };
         Box::pin(std::future::ready(Ok(found)))
     }
@@ -2285,14 +2305,17 @@ mod tests {
             &'a self,
             user: &'a str,
             _realm: &'a str,
-        ) -> BoxFuture<'a, Result<Option<Vec<String>>, DirectoryError>> {
+        ) -> BoxFuture<'a, Result<Option<UserGroups>, DirectoryError>> {
             Box::pin(async move {
                 self.calls.fetch_add(1, Ordering::SeqCst);
                 self.pause().await;
                 if self.down.load(Ordering::SeqCst) {
                     return Err(DirectoryError::Unavailable("connection refused".into()));
                 }
-                Ok(self.groups.get(user).cloned())
+                Ok(self.groups.get(user).map(|groups| UserGroups {
+                    sid: None,
+                    groups: groups.clone(),
+                }))
             })
         }
 
@@ -2913,6 +2936,17 @@ members = ["EXAMPLE\\Helpdesk Staff", "Dave"]
         };
         assert_eq!(groups_of("alice@EXAMPLE.TEST").await, [sid(1106)]);
         assert_eq!(groups_of("alice@example.test").await, [sid(1106)]);
+        // A login without a PAC gets the user's SID from the file too; one with a SID
+        // keeps its own.
+        let mut id =
+            Identity::from_principal("alice@EXAMPLE.TEST", AuthMethod::Kerberos, &BTreeMap::new());
+        dir.enrich(&mut id).await;
+        assert_eq!(id.sid, Some(sid(1104)));
+        let mut id =
+            Identity::from_principal("alice@EXAMPLE.TEST", AuthMethod::Kerberos, &BTreeMap::new());
+        id.sid = Some(sid(9));
+        dir.enrich(&mut id).await;
+        assert_eq!(id.sid, Some(sid(9)));
         // An NTLM login without dns_domain: the realm is the NetBIOS domain.
         assert_eq!(groups_of("alice@EXAMPLE").await, [sid(1106)]);
         // A cross-realm alice is somebody else.
