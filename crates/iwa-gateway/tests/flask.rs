@@ -209,8 +209,8 @@ fn check_flask_behind_gateway(gw: &Gateway, flask: &Flask, key: &SigningKey, for
     let me: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
     assert_eq!(me["user"], "IWA\\alice", "{me}");
     assert_eq!(me["principal"], "alice@IWA.TEST", "{me}");
-    // The directory file names groups but gives users no SID (only a PAC does).
-    assert_eq!(me["sid"], serde_json::Value::Null, "{me}");
+    // No PAC in the MIT realm: the directory file gives the SID, with the groups.
+    assert_eq!(me["sid"], ALICE_SID, "{me}");
     assert_eq!(me["auth_method"], "Kerberos", "{me}");
     assert_eq!(me["impersonator"], serde_json::Value::Null, "{me}");
     assert_eq!(me["audience"], AUDIENCE, "{me}");

@@ -139,7 +139,7 @@ fn deny(code: &'static str, reason: impl Into<String>) -> Decision {
 }
 
 /// The same account: by SID when both have one, else by principal or `DOMAIN\user`
-/// (an identity from a PAC-less ticket has no SID, the directory's view of it does).
+/// (a login without a PAC has no SID unless the directory supplied one).
 fn same_user(a: &Identity, b: &Identity) -> bool {
     match (&a.sid, &b.sid) {
         (Some(x), Some(y)) => x.eq_ignore_ascii_case(y),
