@@ -234,9 +234,41 @@ fn check_ldap(l: &crate::config::Ldap) -> (String, bool) {
             }
         }
     }
-    if let Err(e) = iwa::directory::LdapBackend::new(l.backend_settings()) {
-        let _ = writeln!(out, "error: [ldap]: {e}");
-        ok = false;
+    match iwa::directory::LdapBackend::new(l.backend_settings()) {
+        Ok(backend) => {
+            // A live bind: what a login would do first. The gateway starts anyway when
+            // the directory does not answer (groups then arrive as SIDs only).
+            let probed = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| iwa::directory::DirectoryError::Unavailable(e.to_string()))
+                .and_then(|rt| {
+                    let r = rt.block_on(backend.probe());
+                    // A KDC thread may still wait out MIT's own timeouts: do not wait.
+                    rt.shutdown_timeout(std::time::Duration::from_millis(100));
+                    r
+                });
+            match probed {
+                Ok((netbios, dns)) => {
+                    let _ = writeln!(
+                        out,
+                        "  bound; domain {} ({})",
+                        netbios.as_deref().unwrap_or("?"),
+                        dns.as_deref().unwrap_or("no DNS name")
+                    );
+                }
+                Err(e) => {
+                    let _ = writeln!(
+                        out,
+                        "warning: [ldap]: {e} (iwa still starts; group SIDs stay unnamed until the directory answers)"
+                    );
+                }
+            }
+        }
+        Err(e) => {
+            let _ = writeln!(out, "error: [ldap]: {e}");
+            ok = false;
+        }
     }
     (out, ok)
 }

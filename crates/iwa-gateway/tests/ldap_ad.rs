@@ -39,6 +39,20 @@ fn ad_gateway(
     Gateway::start(realm, &cfg)
 }
 
+/// `iwa check` on the gateway's config, with the DC's krb5.conf: (passed, output).
+fn iwa_check(gw: &Gateway, dc: &SambaDc) -> (bool, String) {
+    let out = std::process::Command::new(iwa_bin())
+        .args(["check", "--config"])
+        .arg(gw.config_path())
+        .env("KRB5_CONFIG", dc.krb5_conf())
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
+    )
+}
+
 /// `[ldap]` for the DC with the admin's simple bind; the password file (mode 0600) lives
 /// in `dir`.
 fn ldap_section(dc: &SambaDc, dir: &std::path::Path, url: &str) -> String {
@@ -224,6 +238,13 @@ fn ldap_down_forwards_sids_only_without_hanging() {
     // A rule by name cannot be met without names; a rule by SID still could.
     let (code, _) = curl_negotiate_ad(&dc, AD_ALICE, AD_ALICE_PASSWORD, &gw.url("/staff/x"));
     assert_eq!(code, 403);
+    // `iwa check` says so, and still passes: the gateway runs without the directory.
+    let (passed, text) = iwa_check(&gw, &dc);
+    assert!(passed, "{text}");
+    assert!(
+        text.contains("warning: [ldap]: cannot reach the directory"),
+        "{text}"
+    );
     let log = gw.log();
     assert_eq!(
         log.matches("directory unavailable").count(),
@@ -710,6 +731,12 @@ fn gssapi_bind_names_groups_and_seals_plain_ldap() {
         gssapi_section(&dc, &url, AD_SERVICE_CLIENT, "15s")
     );
     let gw = ad_gateway(&realm, &dc, &echo.url(), &extra);
+    // `iwa check` binds the same way (through our SASL layer) and names the domain.
+    let (passed, text) = iwa_check(&gw, &dc);
+    assert!(
+        passed && text.contains("bound; domain EXAMPLE (example.test)"),
+        "{text}"
+    );
     let (seen, _) = login(&gw, &dc, AD_ALICE, AD_ALICE_PASSWORD);
     let names = list(&seen, "x-remote-groups");
     for g in [HELPDESK_STAFF, ALL_STAFF] {

@@ -1538,6 +1538,27 @@ impl LdapBackend {
         Ok(ldap)
     }
 
+    /// Connects and binds as configured and reads the domain's names: what `iwa check`
+    /// reports. Returns (NetBIOS name, DNS name), each when the directory has it.
+    /// Bounded by the configured timeout.
+    pub async fn probe(&self) -> Result<(Option<String>, Option<String>), DirectoryError> {
+        let timeout = self.settings.timeout;
+        let probe = async {
+            let mut ldap = self.connection().await?;
+            let names = self.domain_names(&mut ldap).await?;
+            Ok((names.netbios, names.dns))
+        };
+        match tokio::time::timeout(timeout, probe).await {
+            Ok(r) => {
+                if r.is_err() {
+                    self.forget_connection().await;
+                }
+                r
+            }
+            Err(_) => Err(DirectoryError::Timeout(timeout)),
+        }
+    }
+
     fn uses_tls(&self) -> bool {
         self.settings.starttls
             || self
