@@ -1032,6 +1032,8 @@ pub struct LdapBackend {
     /// The TLS client configuration when `ca_file` is set (else ldap3's: system roots,
     /// or no verification with `dangerous_skip_tls_verify`).
     tls: Option<Arc<rustls::ClientConfig>>,
+    /// `ldaps://` or StartTLS: no SASL security layer (TLS protects the connection).
+    uses_tls: bool,
     conn: tokio::sync::Mutex<Option<ldap3::Ldap>>,
     /// The domain's NetBIOS and DNS names, read once from the rootDSE and the
     /// partitions container.
@@ -1192,34 +1194,32 @@ fn dns_name_of_dn(dn: &str) -> Option<String> {
     (!labels.is_empty()).then(|| labels.join("."))
 }
 
-/// The port of an `ldap://` / `ldaps://` URL, when it names one.
-fn ldap_url_port(url: &str) -> Option<u16> {
-    let (_, rest) = url.split_once("://")?;
-    let authority = rest.split(['/', '?']).next().unwrap_or(rest);
-    let after_host = match authority.strip_prefix('[') {
-        Some(v6) => v6.split_once(']')?.1,
-        None => authority.rsplit_once(':').map_or("", |(_, p)| p),
-    };
-    after_host
-        .strip_prefix(':')
-        .unwrap_or(after_host)
-        .parse()
-        .ok()
-}
-
-/// The host of an `ldap://` / `ldaps://` URL (brackets of an IPv6 literal removed).
-pub fn ldap_url_host(url: &str) -> Option<&str> {
+/// The host (brackets of an IPv6 literal removed) and the port text (empty when none)
+/// of an `ldap://` / `ldaps://` URL.
+fn ldap_url_authority(url: &str) -> Option<(&str, &str)> {
     let (scheme, rest) = url.split_once("://")?;
     if !scheme.eq_ignore_ascii_case("ldap") && !scheme.eq_ignore_ascii_case("ldaps") {
         return None;
     }
     let authority = rest.split(['/', '?']).next().unwrap_or(rest);
-    let host = if let Some(v6) = authority.strip_prefix('[') {
-        v6.split_once(']')?.0
-    } else {
-        authority.rsplit_once(':').map_or(authority, |(h, _port)| h)
+    let (host, port) = match authority.strip_prefix('[') {
+        Some(v6) => {
+            let (host, after) = v6.split_once(']')?;
+            (host, after.strip_prefix(':').unwrap_or(after))
+        }
+        None => authority.rsplit_once(':').unwrap_or((authority, "")),
     };
-    (!host.is_empty()).then_some(host)
+    (!host.is_empty()).then_some((host, port))
+}
+
+/// The port of an `ldap://` / `ldaps://` URL, when it names one.
+fn ldap_url_port(url: &str) -> Option<u16> {
+    ldap_url_authority(url)?.1.parse().ok()
+}
+
+/// The host of an `ldap://` / `ldaps://` URL (brackets of an IPv6 literal removed).
+pub fn ldap_url_host(url: &str) -> Option<&str> {
+    ldap_url_authority(url).map(|(host, _)| host)
 }
 
 /// A host that is this machine: `localhost`, 127.0.0.0/8, `::1`.
@@ -1402,6 +1402,7 @@ impl LdapBackend {
             settings,
             password,
             tls,
+            uses_tls,
             conn: tokio::sync::Mutex::new(None),
             domain: tokio::sync::OnceCell::new(),
             ccache,
@@ -1481,7 +1482,7 @@ impl LdapBackend {
             }
         }
         *slot = None;
-        if let (Some(g), false) = (&self.settings.gssapi, self.uses_tls()) {
+        if let (Some(g), false) = (&self.settings.gssapi, self.uses_tls) {
             // Kerberos over plain LDAP: our own bind and confidentiality layer (see
             // `sasl`), ldap3 on the plain end of it.
             let ldap = self.sealed_connection(g).await?;
@@ -1557,15 +1558,6 @@ impl LdapBackend {
             }
             Err(_) => Err(DirectoryError::Timeout(timeout)),
         }
-    }
-
-    fn uses_tls(&self) -> bool {
-        self.settings.starttls
-            || self
-                .settings
-                .url
-                .get(..8)
-                .is_some_and(|p| p.eq_ignore_ascii_case("ldaps://"))
     }
 
     /// A new connection over plain `ldap://`, bound with SASL GSSAPI and sealed by

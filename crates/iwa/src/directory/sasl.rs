@@ -124,14 +124,11 @@ pub(super) async fn bind_sealed(
     if done.result_code != 0 {
         return Err(bind_refused(&done, who));
     }
-    let chunk = if offer.max_size == 0 {
-        return Err(DirectoryError::Protocol(
-            "the directory announced a SASL buffer size of 0 with a security layer".into(),
-        ));
-    } else {
-        let limit = ctx.wrap_size_limit(true, offer.max_size).map_err(gss)?;
-        (limit as usize).min(MAX_SEND_CHUNK)
+    let limit = match offer.max_size {
+        0 => 0,
+        max => ctx.wrap_size_limit(true, max).map_err(gss)?,
     };
+    let chunk = (limit as usize).min(MAX_SEND_CHUNK);
     if chunk == 0 {
         return Err(DirectoryError::Protocol(format!(
             "the directory's SASL buffer size {} leaves no room for data",
